@@ -1,0 +1,38 @@
+"""``virt/kvm/kvm_main.c`` (Linux 5.6): ``kvm_init`` and its compat-check IPI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vmxfuzz.kernel.list import Flow
+from vmxfuzz.kernel.state import ENOMEM
+
+
+def check_processor_compat(k: Any, rtn: list[int]) -> Flow:
+    rtn[0] = yield from k.f.kvm_arch_check_processor_compat(k)
+
+
+def kvm_init(k: Any, opaque: Any) -> Flow:
+    r = yield from k.f.kvm_arch_init(k, opaque)
+    if r:
+        return r
+    yield "kvm_init:kvm_irqfd_init"
+    if k.fail("kvm_irqfd_init"):
+        yield from k.f.kvm_arch_exit(k)
+        return ENOMEM
+    yield "kvm_init:alloc_cpumask"
+    if k.fail("alloc_cpus_hardware_enabled"):
+        yield from k.f.kvm_arch_exit(k)
+        return ENOMEM
+    k.cpus_hardware_enabled = set()
+    r = yield from k.f.kvm_arch_hardware_setup(k)
+    if r < 0:
+        return (yield from k.f.kvm_init_unwind(k, r, "out_free_0a"))
+    for cpu in k.online_cpus():
+        rtn = [0]
+        yield from k.f.smp_call_function_single(
+            k, cpu, "check_processor_compat", lambda: k.f.check_processor_compat(k, rtn)
+        )
+        if rtn[0] < 0:
+            return (yield from k.f.kvm_init_unwind(k, rtn[0], "out_free_1"))
+    return (yield from k.f.kvm_init_register(k))

@@ -1,0 +1,122 @@
+"""The ``vmxfuzz`` command line.
+
+Exit codes everywhere: 0 nothing found, 1 a violation or divergence found, 2 bad
+input (one message naming the file and field; no traceback, nothing half-written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .differential import classify
+from .executor import Result, run
+from .report.terminal import finding_line, result_lines
+from .scenario import Scenario, ScenarioError, load
+
+EXIT_CLEAN, EXIT_FOUND, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class BadInput(Exception):
+    pass
+
+
+def _scenario_files(paths: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found = sorted(path.rglob("*.json"))
+            if not found:
+                raise BadInput(f"{path}: (directory): no *.json scenario files")
+            files += found
+        elif path.exists():
+            files.append(path)
+        else:
+            raise BadInput(f"{path}: (file): no such file or directory")
+    return files
+
+
+def _variants(choice: str) -> list[str]:
+    return ["reference", "patched"] if choice == "both" else [choice]
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    files = _scenario_files(args.scenario)
+    scenarios: list[tuple[Path, Scenario]] = [(f, load(f)) for f in files]  # validate all first
+    found = False
+    docs: list[dict[str, Any]] = []
+    show_trace = args.trace if args.trace is not None else len(scenarios) == 1
+    for path, sc in scenarios:
+        results: dict[str, Result] = {v: run(sc, v) for v in _variants(args.variant)}
+        findings = (
+            classify(results["reference"], results["patched"]) if args.variant == "both" else []
+        )
+        found |= any(r.violations for r in results.values()) or bool(findings)
+        if args.json:
+            docs.append(
+                {
+                    "file": str(path),
+                    "name": sc.name,
+                    "variants": {v: r.to_json(trace=args.trace is True) for v, r in results.items()},
+                    "findings": [f.to_json() for f in findings],
+                }
+            )
+            continue
+        print(f"== {path}" + (f": {sc.name}" if sc.name else ""))
+        for r in results.values():
+            for line in result_lines(sc, r, show_trace):
+                print(line)
+        if args.variant == "both":
+            if findings:
+                for fnd in findings:
+                    print(finding_line(fnd))
+            else:
+                print("no divergence between reference and patched")
+        print(f"   replay: vmxfuzz replay {path} --variant {args.variant}")
+    if args.json:
+        out: Any = docs[0] if len(docs) == 1 else {"scenarios": docs}
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    return EXIT_FOUND if found else EXIT_CLEAN
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vmxfuzz",
+        description="Differential fuzzing of executable models of the KVM VMX layer.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("replay", help="run scenario files (or directories of them)")
+    r.add_argument("scenario", nargs="+", help="scenario file(s) or directories")
+    r.add_argument(
+        "--variant", choices=["reference", "patched", "both"], default="both",
+        help="which model(s) to run (default: both, with differential classes)",
+    )
+    r.add_argument("--json", action="store_true", help="machine-readable output")
+    r.add_argument(
+        "--trace", action=argparse.BooleanOptionalAction, default=None,
+        help="print the per-CPU trace (default: on for a single scenario)",
+    )
+    r.set_defaults(func=cmd_replay)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except (ScenarioError, BadInput) as e:
+        print(f"vmxfuzz: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        return EXIT_CLEAN
+
+
+if __name__ == "__main__":
+    sys.exit(main())

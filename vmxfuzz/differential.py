@@ -1,0 +1,126 @@
+"""Scenario x {reference, patched} -> classified findings (spec section 9).
+
+``fixed``: reference violates an invariant patched does not; ``regression``: the
+reverse; ``shared``: both violate it; ``behaviour``: no violation differs but the
+observable results (op return values, how the run ended) do.  Intended differences
+are reported like any other, with an explanation built from both runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .executor import Result, run
+from .scenario import Scenario
+
+CLASSES = ("fixed", "regression", "shared", "behaviour")
+
+
+@dataclass(frozen=True)
+class Finding:
+    cls: str
+    invariant: str | None
+    variant: str  # which variant misbehaved: reference | patched | both
+    site: str
+    explanation: str
+
+    @property
+    def key(self) -> tuple[str, str | None, str]:
+        """Deduplication key: class, invariant and site."""
+        return (self.cls, self.invariant, self.site)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "class": self.cls,
+            "invariant": self.invariant,
+            "variant": self.variant,
+            "site": self.site,
+            "explanation": self.explanation,
+        }
+
+
+def _sites(r: Result, inv: str) -> list[str]:
+    out: list[str] = []
+    for v in r.violations:
+        if v.invariant == inv and v.site not in out:
+            out.append(v.site)
+    return out
+
+
+def _first(r: Result, inv: str) -> str:
+    for v in r.violations:
+        if v.invariant == inv:
+            return v.detail
+    return ""
+
+
+def classify(ref: Result, pat: Result) -> list[Finding]:
+    out: list[Finding] = []
+    for inv in sorted(ref.invariants | pat.invariants):
+        in_ref, in_pat = inv in ref.invariants, inv in pat.invariants
+        if in_ref and in_pat:
+            site = _sites(ref, inv)[0]
+            psite = _sites(pat, inv)[0]
+            out.append(
+                Finding(
+                    "shared",
+                    inv,
+                    "both",
+                    site,
+                    f"reference: {_first(ref, inv)}; patched: {_first(pat, inv)}"
+                    + ("" if site == psite else f" (patched site {psite})"),
+                )
+            )
+        elif in_ref:
+            out.append(
+                Finding(
+                    "fixed",
+                    inv,
+                    "reference",
+                    _sites(ref, inv)[0],
+                    f"reference: {_first(ref, inv)}; patched: no {inv} "
+                    f"(ops {pat.op_results}, ended: {pat.ended})",
+                )
+            )
+        else:
+            out.append(
+                Finding(
+                    "regression",
+                    inv,
+                    "patched",
+                    _sites(pat, inv)[0],
+                    f"patched: {_first(pat, inv)}; reference: no {inv} "
+                    f"(ops {ref.op_results}, ended: {ref.ended})",
+                )
+            )
+    if not out and ref.observable() != pat.observable():
+        diffs = []
+        for i, (a, b) in enumerate(zip(ref.op_results, pat.op_results)):
+            if a != b:
+                diffs.append(f"op {i}: reference {a}, patched {b}")
+        if ref.ended != pat.ended:
+            diffs.append(f"run ended: reference {ref.ended!r}, patched {pat.ended!r}")
+        site = diffs[0].split(":")[0] if diffs else "-"
+        out.append(Finding("behaviour", None, "both", site, "; ".join(diffs)))
+    return out
+
+
+@dataclass
+class Differential:
+    reference: Result
+    patched: Result
+    findings: list[Finding]
+
+    def to_json(self, trace: bool = False) -> dict[str, Any]:
+        return {
+            "reference": self.reference.to_json(trace),
+            "patched": self.patched.to_json(trace),
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+def run_both(scenario: Scenario, keep_trace: bool = True) -> Differential:
+    ref = run(scenario, "reference", keep_trace=keep_trace)
+    pat = run(scenario, "patched", keep_trace=keep_trace)
+    return Differential(ref, pat, classify(ref, pat))

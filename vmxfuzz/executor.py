@@ -1,0 +1,163 @@
+"""Run one scenario on one variant and return a plain-data :class:`Result`.
+
+The one executor every engine uses (replay, Hypothesis, atheris, exhaustive
+search): engines only choose scenarios.  Operations start in scenario order; an op
+marked ``parallel`` starts together with the one before it, and the next group
+starts when every op of the current group has finished.  All interleaving inside
+and between groups comes from the scenario's schedule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .kernel.crash import nmi_handler
+from .kernel.state import ERRNO_NAMES, Kernel
+from .machine.errors import MachineFault
+from .machine.faults import FaultPlan
+from .oracle import Oracle, Violation
+from .scenario import Op, Scenario
+from .sched import Scheduler, Task, TraceEvent
+from .variants import build
+
+
+@dataclass
+class Result:
+    variant: str
+    violations: list[Violation]
+    op_results: list[str]
+    ended: str
+    trace: list[TraceEvent] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    steps: int = 0
+    kexec_checked: bool = False
+
+    @property
+    def invariants(self) -> set[str]:
+        return {v.invariant for v in self.violations}
+
+    def observable(self) -> dict[str, Any]:
+        """What the differential runner compares when no invariant differs."""
+        return {"op_results": self.op_results, "ended": self.ended}
+
+    def to_json(self, trace: bool = False) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "variant": self.variant,
+            "violations": [v.to_json() for v in self.violations],
+            "op_results": self.op_results,
+            "ended": self.ended,
+            "kexec_checked": self.kexec_checked,
+            "steps": self.steps,
+            "warnings": self.warnings,
+        }
+        if trace:
+            d["trace"] = [e.as_list() for e in self.trace]
+        return d
+
+
+def render(value: Any) -> str:
+    if isinstance(value, MachineFault):
+        return "oops"
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return ERRNO_NAMES.get(value, str(value))
+    if value is None:
+        return "0"
+    return str(value)
+
+
+def op_flow(k: Kernel, op: Op) -> Any:
+    f = k.f
+    name = op.op
+    if name in ("module_load", "module_unload", "suspend", "resume", "reboot", "kexec", "panic"):
+        return getattr(f, f"op_{name}")(k)
+    if name in ("create_vm", "destroy_vm"):
+        return getattr(f, f"op_{name}")(k, op.vm)
+    if name == "create_vcpu":
+        return f.op_create_vcpu(k, op.vm, op.vcpu)
+    if name == "run_vcpu":
+        return f.op_run_vcpu(k, op.vcpu)
+    if name in ("cpu_online", "cpu_offline"):
+        return getattr(f, f"op_{name}")(k, op.target)
+    raise ValueError(f"unknown op {name!r}")
+
+
+def groups(ops: tuple[Op, ...]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for i, op in enumerate(ops):
+        if op.parallel and out:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+class _Driver:
+    """Starts op groups as earlier ones finish."""
+
+    def __init__(self, k: Kernel, sched: Scheduler, ops: tuple[Op, ...]) -> None:
+        self.k = k
+        self.sched = sched
+        self.ops = ops
+        self.results = ["not run"] * len(ops)
+        self.groups = groups(ops)
+        self.next_group = 0
+        self.pending = 0
+
+    def start_next(self) -> None:
+        while self.next_group < len(self.groups) and self.sched.ended is None:
+            group = self.groups[self.next_group]
+            self.next_group += 1
+            for i in group:
+                op = self.ops[i]
+                cpu = self.k.hw.cpus[op.cpu]
+                if cpu.halted or not cpu.online:
+                    self.results[i] = "cpu offline"
+                    continue
+                self.results[i] = "running"
+                self.pending += 1
+                self.sched.submit(
+                    op.cpu,
+                    Task(
+                        op.op,
+                        lambda op=op: op_flow(self.k, op),
+                        on_done=lambda v, i=i: self.done(i, v),
+                        on_oops=lambda e, i=i: self.done(i, e),
+                    ),
+                )
+            if self.pending:
+                return
+
+    def done(self, i: int, value: Any) -> None:
+        self.results[i] = render(value)
+        self.pending -= 1
+        if self.pending == 0:
+            self.start_next()
+
+
+def run(scenario: Scenario, variant: str, *, keep_trace: bool = True) -> Result:
+    """Run ``scenario`` on ``variant`` deterministically."""
+    f = build(variant)
+    oracle = Oracle()
+    faults = FaultPlan(tuple(scenario.faults))
+    k = Kernel(scenario.config, f, faults, oracle)
+    oracle.bind(k)
+    sched = Scheduler(k, scenario.config.cpus, list(scenario.schedule), list(scenario.nmis))
+    sched.nmi_handler = nmi_handler(k)
+    k.sched = sched
+    driver = _Driver(k, sched, scenario.ops)
+    driver.start_next()
+    ended = sched.run()
+    results = ["interrupted" if r == "running" else r for r in driver.results]
+    return Result(
+        variant=variant,
+        violations=list(oracle.violations),
+        op_results=results,
+        ended=ended,
+        trace=sched.trace if keep_trace else [],
+        warnings=k.warnings,
+        steps=sched.steps,
+        kexec_checked=oracle.kexec_checked,
+    )

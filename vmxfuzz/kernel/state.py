@@ -1,0 +1,151 @@
+"""The kernel's global and per-CPU state for one run, plus the model's services.
+
+One object, ``k``, is threaded through every model function (like the implicit
+global state of the kernel).  ``k.f`` is the variant's function namespace: every
+model call goes through it, which is how a variant or plug-in replaces a function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from ..machine.faults import FaultPlan
+from ..machine.hw import Cpu, Hardware, Vmcs
+from ..machine.memory import KObject, poison
+from .list import ListHead
+from .structs import Kvm, KStruct, LoadedVmcs, VcpuVmx
+
+ENOMEM = -12
+EBUSY = -16
+EEXIST = -17
+ENODEV = -19
+EIO = -5
+EFAULT = -14
+ENXIO = -6
+ENOENT = -2
+EOPNOTSUPP = -95
+
+ERRNO_NAMES = {
+    ENOMEM: "-ENOMEM",
+    EBUSY: "-EBUSY",
+    EEXIST: "-EEXIST",
+    ENODEV: "-ENODEV",
+    EIO: "-EIO",
+    EFAULT: "-EFAULT",
+    ENXIO: "-ENXIO",
+    ENOENT: "-ENOENT",
+    EOPNOTSUPP: "-EOPNOTSUPP",
+}
+
+
+@dataclass
+class Config:
+    """Machine configuration a scenario fixes (spec section 10)."""
+
+    cpus: int = 2
+    kexec_loaded: bool = True
+    bios_disabled: tuple[int, ...] = ()
+    offline: tuple[int, ...] = ()
+    ept: bool = True
+    shadow_vmcs: bool = True
+    nested: bool = False
+    cr4_mismatch: tuple[int, ...] = ()
+    vmx_caps_mismatch: tuple[int, ...] = ()
+
+
+class Kernel:
+    """Everything one run of one variant mutates."""
+
+    def __init__(self, config: Config, f: SimpleNamespace, faults: FaultPlan, oracle: Any) -> None:
+        n = config.cpus
+        self.config = config
+        self.f = f
+        self.faults = faults
+        self.oracle = oracle
+        cpus = [
+            Cpu(
+                id=c,
+                online=c not in config.offline,
+                feat_ctl_vmx=c not in config.bios_disabled,
+                cr4_reserved=1 if c in config.cr4_mismatch else 0,
+                vmx_caps=1 if c in config.vmx_caps_mismatch else 0,
+            )
+            for c in range(n)
+        ]
+        self.hw = Hardware(cpus, faults, oracle)
+        self.cpu = 0  # smp_processor_id() of the flow being stepped
+        self.ctx: Any = None  # the scheduler context being stepped
+        self.sched: Any = None
+        # per-CPU data: zeroed until initialised
+        self.loaded_vmcss_on_cpu = [ListHead(f"loaded_vmcss_on_cpu[{c}]") for c in range(n)]
+        self.current_vmcs: list[Vmcs | None] = [None] * n
+        self.vmxarea: list[KObject | None] = [None] * n
+        self.crash_vmclear_enabled_bitmap: set[int] = set()
+        # kvm_main.c
+        self.kvm_usage_count = 0
+        self.cpus_hardware_enabled: set[int] | None = None
+        self.hardware_enable_failed = 0
+        self.kvm_rebooting = False
+        self.dev_kvm_registered = False
+        self.hotplug_registered = False
+        self.reboot_notifier_registered = False
+        self.syscore_registered = False
+        self.cr4_reserved_bits = 0
+        self.frozen_cpus: list[int] = []
+        self.locks: dict[str, int | None] = {"kvm_count_lock": None, "kvm_lock": None}
+        # x86.c / vmx.c (the variant initialises kvm_x86_ops and its own structs)
+        self.kvm_x86_ops: KStruct | None = None
+        self.statics: dict[str, KStruct] = {}
+        self.vmcs_config_populated = False
+        self.module_state = "unloaded"  # unloaded | coming | live | going
+        self.module_init_done = False
+        self.crash_vmclear_loaded_vmcss: str | None = None
+        # crash / reboot
+        self.panic_cpu: int | None = None
+        self.crashing_cpu: int | None = None
+        self.crash_ipi_issued = False
+        self.waiting_for_crash_ipi = 0
+        self.stopping_cpu: int | None = None
+        # objects
+        self.vms: dict[str, Kvm] = {}
+        self.vcpus: dict[str, VcpuVmx] = {}
+        self._loaded_vmcs: list[LoadedVmcs] = []
+        self._serial = 0
+        self.warnings: list[str] = []
+        f.x86_static_data(self)
+
+    # ---- helpers used by model code --------------------------------------------------
+    def cpu_state(self) -> Cpu:
+        return self.hw.cpus[self.cpu]
+
+    def online_cpus(self) -> list[int]:
+        return [c.id for c in self.hw.cpus if c.online and not c.halted]
+
+    def new_name(self, prefix: str) -> str:
+        self._serial += 1
+        return f"{prefix}#{self._serial}"
+
+    def track(self, lv: LoadedVmcs) -> None:
+        if lv not in self._loaded_vmcs:
+            self._loaded_vmcs.append(lv)
+
+    def all_loaded_vmcs(self) -> Iterator[LoadedVmcs]:
+        return iter(self._loaded_vmcs)
+
+    def kfree(self, obj: KObject) -> None:
+        """Free an object: poison it and everything embedded in it."""
+        if isinstance(obj, Vmcs):
+            self.hw.free_vmcs(obj)
+        emb = obj.embedded() if isinstance(obj, VcpuVmx) else []
+        for o in [obj, *emb]:
+            poison(o)
+
+    def warn(self, msg: str) -> None:
+        self.warnings.append(f"CPU {self.cpu}: {msg}")
+
+    def fail(self, site: str) -> str | None:
+        """Ask the scenario's fault plan whether this occurrence of ``site`` fails."""
+        return self.faults.check(site, self.cpu)

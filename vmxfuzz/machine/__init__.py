@@ -1,0 +1,1 @@
+"""The simulated machine: CPUs, VMX instructions, memory, fault outcomes."""

@@ -1,0 +1,332 @@
+"""Per-CPU contexts stepped under an explicit schedule.
+
+Every model function is a generator; a flow yields a step label (``str``) *before*
+each observable action, or a :class:`Wait` when it spins.  The scheduler owns the only
+nondeterminism of a run, and takes every choice from the scenario:
+
+* which runnable CPU executes its next step (``schedule``, consumed only where more
+  than one CPU could step; afterwards the lowest runnable CPU steps);
+* NMIs "before the n-th execution of label L on CPU c" (benign or panic);
+* fault outcomes (through the kernel's :class:`FaultPlan`, not here).
+
+Each CPU has a stack of contexts: a task, then IPI handlers (only while the CPU's
+IRQs are enabled) and NMI handlers (unless already in one: then it is latched) pushed
+on top.  The crash shootdown halts a CPU, discarding its stack: the interrupted code
+never resumes.  A fault escaping a context is an oops; what follows is the kernel's
+``oops_end`` policy (see :meth:`Scheduler._oops`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .machine.errors import MachineFault
+
+Flow = Generator[Any, Any, Any]
+FlowFactory = Callable[[], Flow]
+
+
+@dataclass
+class Wait:
+    """Spin until ``cond()``; with ``timeout`` the wait may give up (bounded wait)."""
+
+    label: str
+    cond: Callable[[], bool]
+    what: str = ""
+    timeout: bool = False
+
+
+@dataclass
+class NmiSpec:
+    cpu: int
+    before: str
+    nth: int = 1
+    kind: str = "panic"  # "panic" | "benign"
+
+
+@dataclass
+class Context:
+    kind: str  # "task" | "ipi" | "nmi"
+    name: str
+    cpu: int
+    gen: Flow
+    on_done: Callable[[Any], None] | None = None
+    on_oops: Callable[[MachineFault], None] | None = None
+    pending: Any = None
+    label: str = ""
+    saved_irqs: bool = True
+    crash: bool = False  # running the crash (kdump) path
+    send_value: Any = None
+
+    @property
+    def context_kind(self) -> str:
+        return "crash" if self.crash else self.kind
+
+
+@dataclass
+class IpiRequest:
+    target: int
+    name: str
+    factory: FlowFactory
+    done: bool = False
+    sender: int = -1
+
+
+@dataclass
+class TraceEvent:
+    seq: int
+    cpu: int
+    context: str
+    name: str
+    label: str
+    nth: int
+
+    def as_list(self) -> list[Any]:
+        return [self.cpu, self.context, self.name, self.label, self.nth]
+
+
+@dataclass
+class Task:
+    name: str
+    factory: FlowFactory
+    on_done: Callable[[Any], None] | None = None
+    on_oops: Callable[[MachineFault], None] | None = None
+
+
+class Scheduler:
+    """Runs all CPUs' flows, one step at a time, deterministically."""
+
+    def __init__(
+        self,
+        k: Any,
+        ncpus: int,
+        schedule: list[int] | None = None,
+        nmis: list[NmiSpec] | None = None,
+        max_steps: int = 200_000,
+    ) -> None:
+        self.k = k
+        self.ncpus = ncpus
+        self.stacks: list[list[Context]] = [[] for _ in range(ncpus)]
+        self.ipis: list[deque[IpiRequest]] = [deque() for _ in range(ncpus)]
+        self.nmi_pending: list[deque[tuple[str, FlowFactory]]] = [deque() for _ in range(ncpus)]
+        self.tasks: list[deque[Task]] = [deque() for _ in range(ncpus)]
+        self.schedule = list(schedule or [])
+        self.schedule_pos = 0
+        self.nmis = list(nmis or [])
+        self.nmi_fired: set[int] = set()
+        self.counts: Counter[tuple[int, str]] = Counter()
+        self.trace: list[TraceEvent] = []
+        self.ended: str | None = None
+        self.max_steps = max_steps
+        self.steps = 0
+        self.nmi_handler: Callable[[str], FlowFactory] | None = None
+
+    # ---- services for model code ----------------------------------------------------
+    def submit(self, cpu: int, task: Task) -> None:
+        self.tasks[cpu].append(task)
+
+    def send_ipi(self, target: int, name: str, factory: FlowFactory) -> IpiRequest:
+        req = IpiRequest(target, name, factory, sender=self.k.cpu)
+        self.ipis[target].append(req)
+        return req
+
+    def send_nmi(self, target: int, name: str, factory: FlowFactory) -> None:
+        self.nmi_pending[target].append((name, factory))
+
+    def in_nmi(self, cpu: int) -> bool:
+        return any(c.kind == "nmi" for c in self.stacks[cpu])
+
+    def current(self) -> Context | None:
+        st = self.stacks[self.k.cpu]
+        return st[-1] if st else None
+
+    def halt(self, cpu: int) -> None:
+        """Halt forever: the stack is discarded and nothing on this CPU runs again."""
+        self.stacks[cpu] = []
+        self.ipis[cpu].clear()
+        self.nmi_pending[cpu].clear()
+        self.tasks[cpu].clear()
+        self.k.hw.cpus[cpu].halted = True
+
+    def end(self, reason: str) -> None:
+        if self.ended is None:
+            self.ended = reason
+
+    def idle(self) -> bool:
+        """A quiescent point: no CPU is inside any flow (queued ops have not started)."""
+        return not any(self.stacks) and not any(self.ipis) and not any(self.nmi_pending)
+
+    # ---- stepping ----------------------------------------------------------------------
+    def _deliverable_ipi(self, c: int) -> bool:
+        return bool(self.ipis[c]) and self.k.hw.cpus[c].irqs_enabled and not self.in_nmi(c)
+
+    def can_step(self, c: int) -> bool:
+        cpu = self.k.hw.cpus[c]
+        if cpu.halted:
+            return False
+        if self.nmi_pending[c] and not self.in_nmi(c):
+            return True
+        if self._deliverable_ipi(c):
+            return True
+        st = self.stacks[c]
+        if st:
+            p = st[-1].pending
+            return not isinstance(p, Wait) or bool(p.cond())
+        return bool(self.tasks[c])
+
+    def _choose(self, runnable: list[int]) -> int:
+        if len(runnable) > 1 and self.schedule_pos < len(self.schedule):
+            want = self.schedule[self.schedule_pos]
+            self.schedule_pos += 1
+            if want in runnable:
+                return want
+        return runnable[0]
+
+    def _push(self, ctx: Context) -> None:
+        self.stacks[ctx.cpu].append(ctx)
+        self._advance(ctx, first=True)
+
+    def _record(self, c: int, ctx: Context, label: str) -> int:
+        self.counts[(c, label)] += 1
+        n = self.counts[(c, label)]
+        self.trace.append(TraceEvent(len(self.trace), c, ctx.context_kind, ctx.name, label, n))
+        return n
+
+    def _advance(self, ctx: Context, first: bool = False) -> None:
+        """Run ``ctx`` up to its next yield (the pending step is executed first)."""
+        k = self.k
+        k.cpu = ctx.cpu
+        k.ctx = ctx
+        if not first:
+            p = ctx.pending
+            label = p.label if isinstance(p, Wait) else p
+            ctx.label = label
+            self._record(ctx.cpu, ctx, label)
+        value, ctx.send_value = ctx.send_value, None
+        try:
+            ctx.pending = ctx.gen.send(value) if not first else next(ctx.gen)
+        except StopIteration as stop:
+            self._finish(ctx, stop.value)
+        except MachineFault as fault:
+            self._oops(ctx, fault)
+
+    def _finish(self, ctx: Context, value: Any) -> None:
+        st = self.stacks[ctx.cpu]
+        if ctx in st:
+            st.remove(ctx)
+        if ctx.kind == "ipi":
+            self.k.hw.cpus[ctx.cpu].irqs_enabled = ctx.saved_irqs
+        if ctx.on_done is not None:
+            ctx.on_done(value)
+
+    def _oops(self, ctx: Context, fault: MachineFault) -> None:
+        """``oops_end``: kill a task; panic in interrupt context; a crash path dies."""
+        k = self.k
+        k.oracle.fault(k, ctx, fault)
+        st = self.stacks[ctx.cpu]
+        if ctx.crash:
+            # Oops (or hang) while dumping: the kdump kernel is never reached.
+            self.end(f"oops in crash path on CPU {ctx.cpu}")
+            return
+        if ctx in st:
+            idx = st.index(ctx)
+            del st[idx:]
+        if ctx.kind in ("ipi", "nmi"):
+            # in_interrupt(): panic("Fatal exception in interrupt") on this CPU.
+            panic = Context(ctx.kind, "panic(fatal exception)", ctx.cpu, k.f.panic(k, "oops"))
+            self._push(panic)
+            return
+        k.hw.cpus[ctx.cpu].irqs_enabled = True  # do_exit() re-enables IRQs
+        if ctx.on_oops is not None:
+            ctx.on_oops(fault)
+
+    def step(self, c: int) -> None:
+        k = self.k
+        cpu = k.hw.cpus[c]
+        st = self.stacks[c]
+        if self.nmi_pending[c] and not self.in_nmi(c):
+            name, factory = self.nmi_pending[c].popleft()
+            k.cpu = c
+            self._push(Context("nmi", name, c, factory()))
+            return
+        if self._deliverable_ipi(c):
+            req = self.ipis[c].popleft()
+            k.cpu = c
+            saved = cpu.irqs_enabled
+            cpu.irqs_enabled = False
+
+            def done(_: Any, req: IpiRequest = req) -> None:
+                req.done = True
+
+            ctx = Context("ipi", req.name, c, req.factory(), on_done=done, saved_irqs=saved)
+            self._push(ctx)
+            return
+        if not st:
+            task = self.tasks[c].popleft()
+            k.cpu = c
+            self._push(
+                Context("task", task.name, c, task.factory(), task.on_done, task.on_oops)
+            )
+            return
+        ctx = st[-1]
+        p = ctx.pending
+        if isinstance(p, str) and self._nmi_trigger(c, p):
+            return
+        self._advance(ctx)
+
+    def _nmi_trigger(self, c: int, label: str) -> bool:
+        n = self.counts[(c, label)] + 1
+        for i, spec in enumerate(self.nmis):
+            if i in self.nmi_fired or spec.cpu != c or spec.before != label or spec.nth != n:
+                continue
+            self.nmi_fired.add(i)
+            assert self.nmi_handler is not None
+            self.nmi_pending[c].append((f"NMI({spec.kind})", self.nmi_handler(spec.kind)))
+            if not self.in_nmi(c):
+                return True  # delivered before the step; the step runs after it
+        return False
+
+    def run(self) -> str:
+        """Step until the machine ends or nothing can run; returns how it ended."""
+        k = self.k
+        while self.ended is None:
+            runnable = [c for c in range(self.ncpus) if self.can_step(c)]
+            if not runnable:
+                if self._expire_timeout():
+                    continue
+                blocked = [
+                    (c, st[-1]) for c, st in enumerate(self.stacks) if st and not k.hw.cpus[c].halted
+                ]
+                if blocked:
+                    k.oracle.hang(k, blocked)
+                    self.end("hang")
+                    break
+                if any(self.tasks[c] or self.ipis[c] for c in range(self.ncpus)):
+                    stuck = [c for c in range(self.ncpus) if self.tasks[c] or self.ipis[c]]
+                    k.oracle.hang_undeliverable(k, stuck)
+                    self.end("hang")
+                    break
+                self.end("idle")
+                break
+            self.steps += 1
+            if self.steps > self.max_steps:
+                self.end("step limit")
+                break
+            self.step(self._choose(runnable))
+            if self.idle() and self.ended is None:
+                k.oracle.quiescent(k)
+        return self.ended or "idle"
+
+    def _expire_timeout(self) -> bool:
+        for c, st in enumerate(self.stacks):
+            if st and isinstance(st[-1].pending, Wait) and st[-1].pending.timeout:
+                if self.k.hw.cpus[c].halted:
+                    continue
+                ctx = st[-1]
+                ctx.send_value = "timeout"
+                self._advance(ctx)
+                return True
+        return False
