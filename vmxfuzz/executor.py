@@ -10,6 +10,7 @@ and between groups comes from the scenario's schedule.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from .kernel.crash import nmi_handler
@@ -137,9 +138,19 @@ class _Driver:
             self.start_next()
 
 
-def run(scenario: Scenario, variant: str, *, keep_trace: bool = True) -> Result:
-    """Run ``scenario`` on ``variant`` deterministically."""
-    f = build(variant)
+def run(
+    scenario: Scenario,
+    variant: str,
+    *,
+    keep_trace: bool = True,
+    functions: SimpleNamespace | None = None,
+) -> Result:
+    """Run ``scenario`` on ``variant`` deterministically.
+
+    ``functions`` replaces the variant's function namespace (tests build small
+    variants this way: ``SimpleNamespace(**{**vars(build("patched")), "fn": new})``).
+    """
+    f = functions if functions is not None else build(variant)
     oracle = Oracle()
     faults = FaultPlan(tuple(scenario.faults))
     k = Kernel(scenario.config, f, faults, oracle)
