@@ -34,7 +34,6 @@ OPS: dict[str, tuple[str, ...]] = {
     "cpu_online": ("target",),
     "cpu_offline": ("target",),
     "suspend": (),
-    "resume": (),
     "reboot": (),
     "kexec": (),
     "panic": (),
@@ -169,6 +168,10 @@ def from_json(data: Any, where: str = "<scenario>") -> Scenario:
         cpu_ok(o.get("cpu", 0), f"/ops/{i}/cpu")
         if "target" in o:
             cpu_ok(o["target"], f"/ops/{i}/target")
+            if o["target"] == o.get("cpu", 0):
+                raise ScenarioError(
+                    where, f"/ops/{i}/target", "a hotplug op must run on another CPU than its target"
+                )
         ops.append(
             Op(
                 op=o["op"],

@@ -153,23 +153,23 @@ def run_on(k: Any, cpu: int, name: str, factory: Any) -> Flow:
 
 
 def op_suspend(k: Any) -> Flow:
-    """Freeze the non-boot CPUs, then ``kvm_suspend`` (syscore) on this CPU."""
+    """A suspend/resume cycle (``enter_state``), run from this CPU.
+
+    Freeze the non-boot CPUs (their DYING callbacks run), ``kvm_suspend`` as a
+    syscore op with IRQs off, wake, ``kvm_resume``, then thaw the CPUs (STARTING).
+    """
     yield "suspend_devices_and_enter:start"
+    frozen = []
     for c in [c for c in k.online_cpus() if c != k.cpu]:
         yield from k.f.run_on(k, c, "take_cpu_down", lambda: k.f.take_cpu_down(k))
-        k.frozen_cpus.append(c)
+        frozen.append(c)
     yield from k.f.local_irq_disable(k)
     if k.syscore_registered:
         yield from k.f.kvm_suspend(k)
-    return 0
-
-
-def op_resume(k: Any) -> Flow:
     yield "syscore_resume:start"
     if k.syscore_registered:
         yield from k.f.kvm_resume(k)
     yield from k.f.local_irq_enable(k)
-    frozen, k.frozen_cpus = k.frozen_cpus, []
     for c in frozen:
         yield from k.f.run_on(k, c, "cpu_bringup", lambda: k.f.cpu_bringup(k))
     return 0
