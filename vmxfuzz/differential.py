@@ -55,7 +55,18 @@ def _first(r: Result, inv: str) -> str:
     return ""
 
 
+def _injection_note(ref: Result, pat: Result) -> str:
+    """Say when an NMI or fault fired in one variant only (its point exists there only)."""
+    notes = []
+    for what, a, b in (("NMI", ref.nmis_fired, pat.nmis_fired), ("fault", ref.faults_fired, pat.faults_fired)):
+        for i in sorted(set(a) ^ set(b)):
+            where = "reference" if i in a else "patched"
+            notes.append(f"{what} #{i} fired only in {where}")
+    return f" [{'; '.join(notes)}]" if notes else ""
+
+
 def classify(ref: Result, pat: Result) -> list[Finding]:
+    note = _injection_note(ref, pat)
     out: list[Finding] = []
     for inv in sorted(ref.invariants | pat.invariants):
         in_ref, in_pat = inv in ref.invariants, inv in pat.invariants
@@ -103,7 +114,7 @@ def classify(ref: Result, pat: Result) -> list[Finding]:
             diffs.append(f"run ended: reference {ref.ended!r}, patched {pat.ended!r}")
         site = diffs[0].split(":")[0] if diffs else "-"
         out.append(Finding("behaviour", None, "both", site, "; ".join(diffs)))
-    return out
+    return [Finding(f.cls, f.invariant, f.variant, f.site, f.explanation + note) for f in out]
 
 
 @dataclass

@@ -33,6 +33,8 @@ class Result:
     warnings: list[str] = field(default_factory=list)
     steps: int = 0
     kexec_checked: bool = False
+    nmis_fired: list[int] = field(default_factory=list)
+    faults_fired: list[int] = field(default_factory=list)
 
     @property
     def invariants(self) -> set[str]:
@@ -51,6 +53,8 @@ class Result:
             "kexec_checked": self.kexec_checked,
             "steps": self.steps,
             "warnings": self.warnings,
+            "nmis_fired": self.nmis_fired,
+            "faults_fired": self.faults_fired,
         }
         if trace:
             d["trace"] = [e.as_list() for e in self.trace]
@@ -171,4 +175,6 @@ def run(
         warnings=k.warnings,
         steps=sched.steps,
         kexec_checked=oracle.kexec_checked,
+        nmis_fired=sorted(sched.nmi_fired),
+        faults_fired=sorted({scenario.faults.index(spec) for spec, _ in faults.fired}),
     )

@@ -163,14 +163,12 @@ def kvm_create_vm(k: Any, name: str) -> Flow:
         k.kfree(vm)
         return r
     yield "kvm_create_vm:vm_list_add"
-    k.vms[name] = vm
     return vm
 
 
 def kvm_destroy_vm(k: Any, vm: Kvm) -> Flow:
     yield from k.f.kvm_arch_destroy_vm(k, vm)
     yield "kvm_destroy_vm:kvm_arch_free_vm"
-    k.vms.pop(vm.name, None)
     k.kfree(vm)
     yield from k.f.hardware_disable_all(k)
 

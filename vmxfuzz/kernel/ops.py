@@ -38,8 +38,8 @@ def op_module_unload(k: Any) -> Flow:
     yield "delete_module:start"
     if k.module_state != "live":
         return ENOENT
-    if k.vms:
-        return EBUSY  # module refcount held by the VMs
+    if k.module_refs:
+        return EBUSY  # module refcount held by open VM files
     k.module_state = "going"
     yield from k.f.vmx_exit(k)
     yield "free_module:done"
@@ -49,46 +49,73 @@ def op_module_unload(k: Any) -> Flow:
 
 
 def op_create_vm(k: Any, vm: str) -> Flow:
+    """``open("/dev/kvm")`` + ``KVM_CREATE_VM``: the VM fd pins the vendor module."""
     yield "kvm_dev_ioctl_create_vm:open"
-    if not k.dev_kvm_registered:
+    if not k.dev_kvm_registered or k.module_state == "going":
         return ENOENT
-    if vm in k.vms:
+    if vm in k.vm_names:
         return EEXIST
+    k.vm_names.add(vm)
+    k.module_refs += 1  # try_module_get(kvm_chardev_ops.owner)
     r = yield from k.f.kvm_create_vm(k, vm)
-    return r if isinstance(r, int) else 0
+    if isinstance(r, int):
+        k.vm_names.discard(vm)
+        k.module_refs -= 1
+        return r
+    yield "kvm_dev_ioctl_create_vm:fd_install"
+    k.vms[vm] = r
+    return 0
 
 
 def op_destroy_vm(k: Any, vm: str) -> Flow:
-    yield "kvm_vm_release:start"
-    kvm = k.vms.get(vm)
+    """Close the VM fd; the last ``fput`` (after in-flight ioctls) destroys the VM."""
+    yield "kvm_vm_release:close"
+    kvm = k.vms.pop(vm, None)
     if kvm is None:
         return ENOENT
-    for vcpu in kvm.vcpus:  # every vCPU fd is closed first: wait for running threads
-        yield from k.f.mutex_lock_vcpu(k, vcpu)
-        yield from k.f.mutex_unlock_vcpu(k, vcpu)
+    yield Wait("kvm_vm_release:last_fput", lambda: kvm.users == 0, what=f"ioctls on {vm}")
+    names = [v.name for v in kvm.vcpus]
     yield from k.f.kvm_destroy_vm(k, kvm)
+    for name in names:
+        k.vcpus.pop(name, None)
+        k.vcpu_names.discard(name)
+    k.vm_names.discard(vm)
+    k.module_refs -= 1  # module_put when the file is released
     return 0
 
 
 def op_create_vcpu(k: Any, vm: str, vcpu: str) -> Flow:
-    yield "kvm_vm_ioctl_create_vcpu:start"
+    yield "kvm_vm_ioctl_create_vcpu:fdget"
     kvm = k.vms.get(vm)
     if kvm is None:
         return ENOENT
-    if vcpu in k.vcpus:
+    if vcpu in k.vcpu_names:
         return EEXIST
-    return (yield from k.f.kvm_vm_ioctl_create_vcpu(k, kvm, vcpu))
+    k.vcpu_names.add(vcpu)
+    kvm.users += 1
+    try:
+        r = yield from k.f.kvm_vm_ioctl_create_vcpu(k, kvm, vcpu)
+    finally:
+        kvm.users -= 1  # fdput, also when the task dies in an oops
+    if r:
+        k.vcpu_names.discard(vcpu)
+    return r
 
 
 def op_run_vcpu(k: Any, vcpu: str) -> Flow:
     """``ioctl(KVM_RUN)`` on this CPU: loading here is how a vCPU migrates."""
-    yield "kvm_vcpu_ioctl:start"
+    yield "kvm_vcpu_ioctl:fdget"
     v = k.vcpus.get(vcpu)
-    if v is None:
+    if v is None or k.vms.get(v.vm.name) is not v.vm:
         return ENOENT
-    yield from k.f.mutex_lock_vcpu(k, v)
-    r = yield from k.f.kvm_arch_vcpu_ioctl_run(k, v)
-    yield from k.f.mutex_unlock_vcpu(k, v)
+    kvm = v.vm
+    kvm.users += 1
+    try:
+        yield from k.f.mutex_lock_vcpu(k, v)
+        r = yield from k.f.kvm_arch_vcpu_ioctl_run(k, v)
+        yield from k.f.mutex_unlock_vcpu(k, v)
+    finally:
+        kvm.users -= 1
     return r
 
 
@@ -105,8 +132,30 @@ def cpu_bringup(k: Any) -> Flow:
     return 0
 
 
+def _stopped_elsewhere(k: Any, me: int) -> bool:
+    """Every other online CPU is running its stopper: idle, or waiting in ``run_on``.
+
+    stop_machine's ``multi_cpu_stop`` only proceeds once every online CPU has
+    scheduled its stopper thread, i.e. left whatever non-preemptible section it was
+    in (a spin in ``smp_call_function_many``, a held ``kvm_count_lock``).
+    """
+    for c in k.online_cpus():
+        if c == me:
+            continue
+        st = k.sched.stacks[c]
+        if st and getattr(st[-1].pending, "label", None) != "run_on:wait":
+            return False
+    return True
+
+
 def take_cpu_down(k: Any) -> Flow:
     """The dying CPU under stop_machine: offline, DYING callbacks, flush IPIs."""
+    me = k.cpu
+    yield Wait(
+        "multi_cpu_stop:rendezvous",
+        lambda: _stopped_elsewhere(k, me),
+        what="the other CPUs to reach stop_machine",
+    )
     yield from k.f.local_irq_disable(k)
     yield "__cpu_disable:set_offline"
     k.cpu_state().online = False

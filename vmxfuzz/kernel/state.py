@@ -109,7 +109,10 @@ class Kernel:
         self.waiting_for_crash_ipi = 0
         self.stopping_cpu: int | None = None
         # objects
-        self.vms: dict[str, Kvm] = {}
+        self.vms: dict[str, Kvm] = {}  # open VM file descriptors, by scenario name
+        self.vm_names: set[str] = set()
+        self.vcpu_names: set[str] = set()
+        self.module_refs = 0
         self.vcpus: dict[str, VcpuVmx] = {}
         self._loaded_vmcs: list[LoadedVmcs] = []
         self._serial = 0

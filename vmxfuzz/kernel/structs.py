@@ -75,6 +75,7 @@ class Kvm(KObject):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.vcpus: list[VcpuVmx] = []
+        self.users = 0  # ioctls in flight on this VM's files (file references)
 
 
 class KStruct(KObject):

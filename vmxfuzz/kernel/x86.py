@@ -104,10 +104,8 @@ def kvm_free_vcpus(k: Any, vm: Any) -> Flow:
     for vcpu in list(vm.vcpus):
         yield from k.f.kvm_unload_vcpu_mmu(k, vcpu)
     for vcpu in list(vm.vcpus):
-        name = vcpu.name
         yield from k.f.kvm_arch_vcpu_free(k, vcpu)
         vm.vcpus.remove(vcpu)
-        k.vcpus.pop(name, None)
 
 
 def kvm_arch_destroy_vm(k: Any, vm: Any) -> Flow:
