@@ -67,6 +67,7 @@ class Oracle:
     violations: list[Violation] = field(default_factory=list)
     _seen: set[tuple[str, str, tuple[str, ...]]] = field(default_factory=set)
     setup_done: bool = False
+    unset: bool = False
     _enable_snapshot: dict[int, tuple[bool, bool, bool]] = field(default_factory=dict)
     kexec_checked: bool = False
     _k: Any = None
@@ -146,7 +147,7 @@ class Oracle:
         if hook == "hardware_enable":
             cpu = k.hw.cpus[k.cpu]
             self._enable_snapshot[k.cpu] = (cpu.cr4_vmxe, cpu.cr4_shadow_vmxe, cpu.pt_vmx_off)
-        if hook not in INIT_HOOKS and not self.setup_done:
+        if hook not in INIT_HOOKS and not self.setup_done and not self.unset:
             self._here(
                 k,
                 "hook-before-setup",
@@ -155,10 +156,12 @@ class Oracle:
             )
         if hook == "hardware_unsetup":
             self.setup_done = False
+            self.unset = True  # later calls are after teardown, not before setup
 
     def hook_returned(self, k: Any, hook: str, ret: Any) -> None:
         if hook == "hardware_setup" and not ret:
             self.setup_done = True
+            self.unset = False
         if hook == "hardware_enable" and ret:
             cpu = k.hw.cpus[k.cpu]
             before = self._enable_snapshot.get(k.cpu)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..machine.errors import InitdataAfterInit, NullDeref
+from ..machine.errors import InitdataAfterInit, NullDeref, UseAfterFree
 from .list import Flow
 from .structs import KStruct
 
@@ -32,6 +32,10 @@ def call_op(k: Any, name: str | None, hook: str, *args: Any) -> Flow:
         raise NullDeref(f"call of NULL hook .{hook}")
     if name in INIT_TEXT and k.module_init_done:
         raise InitdataAfterInit(f"call of __init function {name} (.{hook}) after init")
+    if k.module_state == "unloaded":
+        raise UseAfterFree(
+            f"call of {name} (.{hook}): kvm_intel's text was freed", ("kvm_intel module text",)
+        )
     k.oracle.hook_called(k, hook)
     r = yield from getattr(k.f, name)(k, *args)
     k.oracle.hook_returned(k, hook, r)
