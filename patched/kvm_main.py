@@ -33,7 +33,7 @@ def kvm_init(k: Any, opaque: Any) -> Flow:
         rtn = [0]
         c = (rtn, opaque)
         yield from k.f.smp_call_function_single(
-            k, cpu, "check_processor_compat", lambda: k.f.check_processor_compat(k, c)
+            k, cpu, "check_processor_compat", lambda c=c: k.f.check_processor_compat(k, c)
         )
         if rtn[0] < 0:
             return (yield from k.f.kvm_init_unwind(k, rtn[0], "out_free_1"))

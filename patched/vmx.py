@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from vmxfuzz.kernel.list import Flow
-from vmxfuzz.machine.errors import CpuException
 from vmxfuzz.kernel.state import EBUSY, EFAULT, ENOMEM
 from vmxfuzz.kernel.structs import KStruct, LoadedVmcs, VcpuVmx
+from vmxfuzz.machine.errors import CpuException
 
 RUNTIME_HOOKS = {
     "hardware_unsetup": "hardware_unsetup",

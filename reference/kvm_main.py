@@ -31,7 +31,7 @@ def kvm_init(k: Any, opaque: Any) -> Flow:
     for cpu in k.online_cpus():
         rtn = [0]
         yield from k.f.smp_call_function_single(
-            k, cpu, "check_processor_compat", lambda: k.f.check_processor_compat(k, rtn)
+            k, cpu, "check_processor_compat", lambda rtn=rtn: k.f.check_processor_compat(k, rtn)
         )
         if rtn[0] < 0:
             return (yield from k.f.kvm_init_unwind(k, rtn[0], "out_free_1"))

@@ -61,7 +61,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 {
                     "file": str(path),
                     "name": sc.name,
-                    "variants": {v: r.to_json(trace=args.trace is True) for v, r in results.items()},
+                    "variants": {
+                        v: r.to_json(trace=args.trace is True) for v, r in results.items()
+                    },
                     "findings": [f.to_json() for f in findings],
                 }
             )
@@ -93,12 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("replay", help="run scenario files (or directories of them)")
     r.add_argument("scenario", nargs="+", help="scenario file(s) or directories")
     r.add_argument(
-        "--variant", choices=["reference", "patched", "both"], default="both",
+        "--variant",
+        choices=["reference", "patched", "both"],
+        default="both",
         help="which model(s) to run (default: both, with differential classes)",
     )
     r.add_argument("--json", action="store_true", help="machine-readable output")
     r.add_argument(
-        "--trace", action=argparse.BooleanOptionalAction, default=None,
+        "--trace",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="print the per-CPU trace (default: on for a single scenario)",
     )
     r.set_defaults(func=cmd_replay)

@@ -58,7 +58,10 @@ def _first(r: Result, inv: str) -> str:
 def _injection_note(ref: Result, pat: Result) -> str:
     """Say when an NMI or fault fired in one variant only (its point exists there only)."""
     notes = []
-    for what, a, b in (("NMI", ref.nmis_fired, pat.nmis_fired), ("fault", ref.faults_fired, pat.faults_fired)):
+    for what, a, b in (
+        ("NMI", ref.nmis_fired, pat.nmis_fired),
+        ("fault", ref.faults_fired, pat.faults_fired),
+    ):
         for i in sorted(set(a) ^ set(b)):
             where = "reference" if i in a else "patched"
             notes.append(f"{what} #{i} fired only in {where}")
@@ -107,7 +110,7 @@ def classify(ref: Result, pat: Result) -> list[Finding]:
             )
     if not out and ref.observable() != pat.observable():
         diffs = []
-        for i, (a, b) in enumerate(zip(ref.op_results, pat.op_results)):
+        for i, (a, b) in enumerate(zip(ref.op_results, pat.op_results, strict=False)):
             if a != b:
                 diffs.append(f"op {i}: reference {a}, patched {b}")
         if ref.ended != pat.ended:

@@ -123,17 +123,18 @@ class _Driver:
                     continue
                 self.results[i] = "running"
                 self.pending += 1
-                self.sched.submit(
-                    op.cpu,
-                    Task(
-                        op.op,
-                        lambda op=op: op_flow(self.k, op),
-                        on_done=lambda v, i=i: self.done(i, v),
-                        on_oops=lambda e, i=i: self.done(i, e),
-                    ),
-                )
+                self.sched.submit(op.cpu, self._task(i, op))
             if self.pending:
                 return
+
+    def _task(self, i: int, op: Op) -> Task:
+        def factory() -> Any:
+            return op_flow(self.k, op)
+
+        def finished(value: Any) -> None:
+            self.done(i, value)
+
+        return Task(op.op, factory, on_done=finished, on_oops=finished)
 
     def done(self, i: int, value: Any) -> None:
         self.results[i] = render(value)

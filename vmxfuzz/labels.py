@@ -11,11 +11,13 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-from functools import lru_cache
+from functools import cache
 
 from .variants import BUILTIN, SHARED_MODULES, VERSION_MODULES
 
-_LABEL = re.compile(r"""(?:yield|Wait\(|_vmx_insn\(\s*k,)\s*\(?\s*f?["']([A-Za-z_0-9]+:[A-Za-z_0-9{}]+)["']""")
+_LABEL = re.compile(
+    r"""(?:yield|Wait\(|_vmx_insn\(\s*k,)\s*\(?\s*f?["']([A-Za-z_0-9]+:[A-Za-z_0-9{}]+)["']"""
+)
 _HOOKS = (
     "cpu_has_kvm_support",
     "disabled_by_bios",
@@ -24,7 +26,7 @@ _HOOKS = (
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def known_labels() -> frozenset[str]:
     mods = list(SHARED_MODULES)
     for pkg in BUILTIN.values():

@@ -114,7 +114,7 @@ class Oracle:
                 context=ctx.context_kind,
                 function=_function_of(label) or ctx.name,
                 label=label or None,
-                objects=tuple(fault.objects) + (f"CPU {ctx.cpu}",),
+                objects=(*tuple(fault.objects), f"CPU {ctx.cpu}"),
             )
         )
 
@@ -168,7 +168,9 @@ class Oracle:
             after = (cpu.cr4_vmxe, cpu.cr4_shadow_vmxe, cpu.pt_vmx_off)
             if before is not None and before != after:
                 names = ("CR4.VMXE", "CR4 shadow VMXE", "PT stopped for VMX")
-                diff = [f"{n} {b}->{a}" for n, b, a in zip(names, before, after) if a != b]
+                diff = [
+                    f"{n} {b}->{a}" for n, b, a in zip(names, before, after, strict=False) if a != b
+                ]
                 self._here(
                     k,
                     "vmxe-leak",

@@ -70,7 +70,11 @@ class Op:
         return d
 
     def describe(self) -> str:
-        args = [f"{f}={getattr(self, f)}" for f in ("vm", "vcpu", "target") if getattr(self, f) is not None]
+        args = [
+            f"{f}={getattr(self, f)}"
+            for f in ("vm", "vcpu", "target")
+            if getattr(self, f) is not None
+        ]
         par = " (parallel)" if self.parallel else ""
         return f"{self.op}({', '.join(args)}) on CPU {self.cpu}{par}"
 
@@ -99,9 +103,7 @@ class Scenario:
         d["ops"] = [o.to_json() for o in self.ops]
         d["schedule"] = list(self.schedule)
         d["nmis"] = [asdict(n) for n in self.nmis]
-        d["faults"] = [
-            {k: v for k, v in asdict(f).items() if v is not None} for f in self.faults
-        ]
+        d["faults"] = [{k: v for k, v in asdict(f).items() if v is not None} for f in self.faults]
         if self.expect is not None:
             d["expect"] = self.expect
         return d
@@ -125,12 +127,19 @@ def from_json(data: Any, where: str = "<scenario>") -> Scenario:
     """Validate and convert parsed JSON; raises :class:`ScenarioError`."""
     import jsonschema
 
-    if isinstance(data, dict) and data.get("format") == FORMAT and data.get("version") not in (
-        None,
-        VERSION,
+    if (
+        isinstance(data, dict)
+        and data.get("format") == FORMAT
+        and data.get("version")
+        not in (
+            None,
+            VERSION,
+        )
     ):
         raise ScenarioError(
-            where, "/version", f"unsupported format version {data.get('version')!r} (this is {VERSION})"
+            where,
+            "/version",
+            f"unsupported format version {data.get('version')!r} (this is {VERSION})",
         )
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
@@ -170,7 +179,9 @@ def from_json(data: Any, where: str = "<scenario>") -> Scenario:
             cpu_ok(o["target"], f"/ops/{i}/target")
             if o["target"] == o.get("cpu", 0):
                 raise ScenarioError(
-                    where, f"/ops/{i}/target", "a hotplug op must run on another CPU than its target"
+                    where,
+                    f"/ops/{i}/target",
+                    "a hotplug op must run on another CPU than its target",
                 )
         ops.append(
             Op(
@@ -198,12 +209,16 @@ def from_json(data: Any, where: str = "<scenario>") -> Scenario:
         site = f["site"]
         if site not in SITES:
             raise ScenarioError(
-                where, f"/faults/{i}/site", f"unknown fault site {site!r} (known: {', '.join(SITES)})"
+                where,
+                f"/faults/{i}/site",
+                f"unknown fault site {site!r} (known: {', '.join(SITES)})",
             )
         kind = f.get("kind")
         if kind is not None and kind not in SITES[site][0]:
             raise ScenarioError(
-                where, f"/faults/{i}/kind", f"site {site!r} takes kinds {list(SITES[site][0])}, not {kind!r}"
+                where,
+                f"/faults/{i}/kind",
+                f"site {site!r} takes kinds {list(SITES[site][0])}, not {kind!r}",
             )
         if "cpu" in f:
             cpu_ok(f["cpu"], f"/faults/{i}/cpu")
@@ -230,7 +245,9 @@ def load(path: str | Path) -> Scenario:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ScenarioError(str(p), f"(line {e.lineno} column {e.colno})", f"not JSON: {e.msg}") from None
+        raise ScenarioError(
+            str(p), f"(line {e.lineno} column {e.colno})", f"not JSON: {e.msg}"
+        ) from None
     return from_json(data, str(p))
 
 

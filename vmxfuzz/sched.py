@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .machine.errors import MachineFault
@@ -267,9 +267,7 @@ class Scheduler:
         if not st:
             task = self.tasks[c].popleft()
             k.cpu = c
-            self._push(
-                Context("task", task.name, c, task.factory(), task.on_done, task.on_oops)
-            )
+            self._push(Context("task", task.name, c, task.factory(), task.on_done, task.on_oops))
             return
         ctx = st[-1]
         p = ctx.pending
@@ -298,7 +296,9 @@ class Scheduler:
                 if self._expire_timeout():
                     continue
                 blocked = [
-                    (c, st[-1]) for c, st in enumerate(self.stacks) if st and not k.hw.cpus[c].halted
+                    (c, st[-1])
+                    for c, st in enumerate(self.stacks)
+                    if st and not k.hw.cpus[c].halted
                 ]
                 if blocked:
                     k.oracle.hang(k, blocked)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from functools import lru_cache
+from functools import cache
 from types import ModuleType, SimpleNamespace
 
 SHARED_MODULES = (
@@ -51,7 +51,7 @@ def _shared() -> dict[str, object]:
     return table
 
 
-@lru_cache(maxsize=None)
+@cache
 def build(variant: str) -> SimpleNamespace:
     """The function namespace of a built-in variant (``reference`` or ``patched``)."""
     pkg = BUILTIN.get(variant)

@@ -113,9 +113,7 @@ def kvm_reboot(k: Any) -> Flow:
     """The reboot notifier: after this, KVM's VMX instruction faults are skipped."""
     yield "kvm_reboot:set_rebooting"
     k.kvm_rebooting = True
-    yield from k.f.on_each_cpu(
-        k, "hardware_disable_nolock", lambda: k.f.hardware_disable_nolock(k)
-    )
+    yield from k.f.on_each_cpu(k, "hardware_disable_nolock", lambda: k.f.hardware_disable_nolock(k))
 
 
 def kvm_exit(k: Any) -> Flow:
@@ -127,9 +125,7 @@ def kvm_exit(k: Any) -> Flow:
     k.syscore_registered = False
     yield "kvm_exit:cpuhp_remove_state"
     k.hotplug_registered = False
-    yield from k.f.on_each_cpu(
-        k, "hardware_disable_nolock", lambda: k.f.hardware_disable_nolock(k)
-    )
+    yield from k.f.on_each_cpu(k, "hardware_disable_nolock", lambda: k.f.hardware_disable_nolock(k))
     yield from k.f.kvm_arch_hardware_unsetup(k)
     yield from k.f.kvm_arch_exit(k)
     yield "kvm_exit:free_cpumask"

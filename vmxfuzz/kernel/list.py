@@ -143,4 +143,3 @@ def ring(head: ListHead, limit: int = 10_000) -> list[ListHead] | None:
     if peek(head, "prev") is not prev:
         return None
     return out
-

@@ -16,7 +16,7 @@ from ..machine.faults import FaultPlan
 from ..machine.hw import Cpu, Hardware, Vmcs
 from ..machine.memory import KObject, poison
 from .list import ListHead
-from .structs import Kvm, KStruct, LoadedVmcs, VcpuVmx
+from .structs import KStruct, Kvm, LoadedVmcs, VcpuVmx
 
 ENOMEM = -12
 EBUSY = -16

@@ -54,7 +54,8 @@ class VcpuVmx(KObject):
         self.vm = vm
         self.cpu = -1  # vcpu->cpu
         self.vmcs01 = LoadedVmcs(f"{name}.vmcs01")
-        self.loaded_vmcs: LoadedVmcs | None = None
+        # NULL until vmx_create_vcpu points it at vmcs01 (typed Any: never read before)
+        self.loaded_vmcs: Any = None
         self.nested = NestedVmx(name)
         self.guest_mode = False
         self.mutex: int | None = None  # vcpu->mutex owner (CPU), None when free

@@ -71,9 +71,7 @@ def vmcs_read(k: Any, field: str) -> Flow:
 
 
 def ept_sync_global(k: Any) -> Flow:
-    return (
-        yield from _vmx_insn(k, "ept_sync_global:invept", "INVEPT", lambda: k.hw.invept(k.cpu))
-    )
+    return (yield from _vmx_insn(k, "ept_sync_global:invept", "INVEPT", lambda: k.hw.invept(k.cpu)))
 
 
 # ---- allocation ---------------------------------------------------------------------------

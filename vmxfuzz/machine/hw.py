@@ -92,9 +92,7 @@ class Hardware:
 
     def _touch(self, vmcs: Vmcs, insn: str) -> None:
         if is_freed(vmcs):
-            raise UseAfterFree(
-                f"{insn} of freed {vmcs.describe()}", (str(peek(vmcs, "name")),)
-            )
+            raise UseAfterFree(f"{insn} of freed {vmcs.describe()}", (str(peek(vmcs, "name")),))
 
     def vmxon(self, c: int, region: KObject | None) -> VmFail | None:
         cpu = self.cpus[c]

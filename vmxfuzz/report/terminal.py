@@ -26,8 +26,11 @@ def trace_lines(result: Result, ncpus: int) -> Iterable[str]:
         if last_ctx.get(e.cpu) != ctx:
             marker = f"<{ctx}> "
             last_ctx[e.cpu] = ctx
-        yield f"  {e.seq:>4} " + " " * (LANE * e.cpu) + f"{marker}{e.label}" + (
-            f" #{e.nth}" if e.nth > 1 else ""
+        yield (
+            f"  {e.seq:>4} "
+            + " " * (LANE * e.cpu)
+            + f"{marker}{e.label}"
+            + (f" #{e.nth}" if e.nth > 1 else "")
         )
 
 
@@ -38,9 +41,7 @@ def violation_line(v: Violation) -> str:
 
 
 def result_lines(scenario: Scenario, result: Result, trace: bool) -> Iterable[str]:
-    ops = ", ".join(
-        f"{op.op}={r}" for op, r in zip(scenario.ops, result.op_results)
-    )
+    ops = ", ".join(f"{op.op}={r}" for op, r in zip(scenario.ops, result.op_results, strict=False))
     yield f"-- {result.variant}: ended: {result.ended}; {result.steps} steps"
     yield f"   ops: {ops}"
     if trace:
