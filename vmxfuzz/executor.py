@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from .kernel.crash import nmi_handler
+from .kernel.ops import L1_EXITS
 from .kernel.state import ERRNO_NAMES, Kernel
 from .machine.errors import MachineFault
 from .machine.faults import FaultPlan
@@ -84,6 +85,8 @@ def op_flow(k: Kernel, op: Op) -> Any:
         return f.op_create_vcpu(k, op.vm, op.vcpu)
     if name == "run_vcpu":
         return f.op_run_vcpu(k, op.vcpu)
+    if name in L1_EXITS:
+        return f.op_nested(k, op.vcpu, name)
     if name in ("cpu_online", "cpu_offline"):
         return getattr(f, f"op_{name}")(k, op.target)
     raise ValueError(f"unknown op {name!r}")

@@ -31,7 +31,12 @@ INVARIANTS: dict[str, str] = {
 
 # Hooks that belong to init (called only inside kvm_init) or to setup itself.
 INIT_HOOKS = frozenset(
-    {"cpu_has_kvm_support", "disabled_by_bios", "hardware_setup", "check_processor_compatibility"}
+    {
+        "cpu_has_kvm_support",
+        "disabled_by_bios",
+        "hardware_setup",
+        "check_processor_compatibility",
+    }
 )
 
 
@@ -146,7 +151,11 @@ class Oracle:
     def hook_called(self, k: Any, hook: str) -> None:
         if hook == "hardware_enable":
             cpu = k.hw.cpus[k.cpu]
-            self._enable_snapshot[k.cpu] = (cpu.cr4_vmxe, cpu.cr4_shadow_vmxe, cpu.pt_vmx_off)
+            self._enable_snapshot[k.cpu] = (
+                cpu.cr4_vmxe,
+                cpu.cr4_shadow_vmxe,
+                cpu.pt_vmx_off,
+            )
         if hook not in INIT_HOOKS and not self.setup_done and not self.unset:
             self._here(
                 k,
@@ -275,7 +284,11 @@ class Oracle:
                         f"per_cpu(current_vmcs, {cpu.id}) = {obj_name(var)} but the CPU's "
                         f"current-VMCS pointer is {obj_name(cpu.current_vmcs)}",
                         cpu=cpu.id,
-                        objects=(f"CPU {cpu.id}", obj_name(var), obj_name(cpu.current_vmcs)),
+                        objects=(
+                            f"CPU {cpu.id}",
+                            obj_name(var),
+                            obj_name(cpu.current_vmcs),
+                        ),
                     )
                 )
 
@@ -284,15 +297,21 @@ class Oracle:
         self.kexec_checked = True
         for cpu in k.hw.cpus:
             for vmcs in cpu.cache:
+                # The site says what kind of VMCS leaked and where that CPU's code was
+                # when the crash (or the stop) interrupted it: that is what tells two
+                # kexec bugs apart, since every one is detected at machine_kexec.
+                kind = "shadow" if peek(vmcs, "shadow") else "vmcs"
+                where = k.sched.interrupted.get(cpu.id, "idle")
                 self.report(
                     Violation(
                         "kexec-active-vmcs",
                         f"{vmcs.describe()} still active on CPU {cpu.id} when the "
-                        f"kexec'd kernel starts ({how})",
+                        f"kexec'd kernel starts ({how}; CPU {cpu.id} was interrupted at "
+                        f"{where})",
                         cpu=cpu.id,
                         context="crash" if how == "crash" else "task",
                         function="machine_kexec",
-                        label="machine_kexec:start",
+                        label=f"machine_kexec:{kind}@{where}",
                         objects=(vmcs.describe(), f"CPU {cpu.id}"),
                     )
                 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,8 @@ from .machine.faults import SITES, FaultSpec
 from .sched import NmiSpec
 
 FORMAT = "vmxfuzz-scenario"
-VERSION = 1
+VERSION = 2  # the newest format this reader knows; files are written at the lowest that fits
+VERSIONS = (1, 2)
 
 # op -> the fields it needs besides "cpu"
 OPS: dict[str, tuple[str, ...]] = {
@@ -38,6 +39,20 @@ OPS: dict[str, tuple[str, ...]] = {
     "kexec": (),
     "panic": (),
 }
+# Added in format version 2: L1's VMX instructions and L2 exits (spec section 6.4).
+NESTED_OPS: dict[str, tuple[str, ...]] = {
+    name: ("vcpu",)
+    for name in (
+        "l1_vmxon",
+        "l1_vmptrld",
+        "l1_vmclear",
+        "l1_vmlaunch",
+        "l1_vmresume",
+        "l1_vmxoff",
+        "l2_exit",
+    )
+}
+OPS.update(NESTED_OPS)
 
 
 class ScenarioError(ValueError):
@@ -94,7 +109,7 @@ class Scenario:
         cfg = asdict(self.config)
         for key in ("bios_disabled", "offline", "cr4_mismatch", "vmx_caps_mismatch"):
             cfg[key] = list(cfg[key])
-        d: dict[str, Any] = {"format": FORMAT, "version": VERSION}
+        d: dict[str, Any] = {"format": FORMAT, "version": self.version}
         if self.name:
             d["name"] = self.name
         if self.description:
@@ -108,13 +123,18 @@ class Scenario:
             d["expect"] = self.expect
         return d
 
+    @property
+    def version(self) -> int:
+        """The lowest format version that can express this scenario."""
+        return 2 if any(o.op in NESTED_OPS for o in self.ops) else 1
+
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2) + "\n"
 
 
-@lru_cache(maxsize=1)
-def schema() -> dict[str, Any]:
-    text = resources.files("vmxfuzz").joinpath("schema/scenario-v1.json").read_text()
+@cache
+def schema(version: int = VERSION) -> dict[str, Any]:
+    text = resources.files("vmxfuzz").joinpath(f"schema/scenario-v{version}.json").read_text()
     return json.loads(text)  # type: ignore[no-any-return]
 
 
@@ -127,21 +147,19 @@ def from_json(data: Any, where: str = "<scenario>") -> Scenario:
     """Validate and convert parsed JSON; raises :class:`ScenarioError`."""
     import jsonschema
 
+    version = data.get("version") if isinstance(data, dict) else None
     if (
         isinstance(data, dict)
         and data.get("format") == FORMAT
-        and data.get("version")
-        not in (
-            None,
-            VERSION,
-        )
+        and "version" in data
+        and version not in VERSIONS
     ):
         raise ScenarioError(
             where,
             "/version",
-            f"unsupported format version {data.get('version')!r} (this is {VERSION})",
+            f"unsupported format version {version!r} (this reader knows {list(VERSIONS)})",
         )
-    validator = jsonschema.Draft202012Validator(schema())
+    validator = jsonschema.Draft202012Validator(schema(version if version in VERSIONS else 1))
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]

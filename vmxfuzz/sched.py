@@ -123,6 +123,8 @@ class Scheduler:
         self.max_steps = max_steps
         self.steps = 0
         self.nmi_handler: Callable[[str], FlowFactory] | None = None
+        # Per CPU, the step its code was at when the first NMI arrived (crash sites).
+        self.interrupted: dict[int, str] = {}
 
     # ---- services for model code ----------------------------------------------------
     def submit(self, cpu: int, task: Task) -> None:
@@ -160,6 +162,14 @@ class Scheduler:
         return not any(self.stacks) and not any(self.ipis) and not any(self.nmi_pending)
 
     # ---- stepping ----------------------------------------------------------------------
+    def _where(self, c: int) -> str:
+        """What CPU ``c`` is doing now: the label its top context is about to run."""
+        st = self.stacks[c]
+        if not st:
+            return "idle"
+        p = st[-1].pending
+        return str(p.label if isinstance(p, Wait) else p)
+
     def _deliverable_ipi(self, c: int) -> bool:
         return bool(self.ipis[c]) and self.k.hw.cpus[c].irqs_enabled and not self.in_nmi(c)
 
@@ -250,6 +260,7 @@ class Scheduler:
         if self.nmi_pending[c] and not self.in_nmi(c):
             name, factory = self.nmi_pending[c].popleft()
             k.cpu = c
+            self.interrupted.setdefault(c, self._where(c))
             self._push(Context("nmi", name, c, factory()))
             return
         if self._deliverable_ipi(c):

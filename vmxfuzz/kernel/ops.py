@@ -119,6 +119,38 @@ def op_run_vcpu(k: Any, vcpu: str) -> Flow:
     return r
 
 
+L1_EXITS = {
+    "l1_vmxon": lambda k, v: k.f.handle_vmon(k, v),
+    "l1_vmptrld": lambda k, v: k.f.handle_vmptrld(k, v),
+    "l1_vmclear": lambda k, v: k.f.handle_vmclear(k, v),
+    "l1_vmlaunch": lambda k, v: k.f.nested_vmx_run(k, v, True),
+    "l1_vmresume": lambda k, v: k.f.nested_vmx_run(k, v, False),
+    "l1_vmxoff": lambda k, v: k.f.handle_vmoff(k, v),
+    "l2_exit": lambda k, v: k.f.handle_l2_exit(k, v),
+}
+
+
+def op_nested(k: Any, vcpu: str, exit: str) -> Flow:
+    """``KVM_RUN`` where the guest exits with a VMX instruction (or L2 exits):
+    load the vCPU here, emulate, and re-enter the guest (L1 on vmcs01, L2 on vmcs02)."""
+    yield "kvm_vcpu_ioctl:fdget"
+    v = k.vcpus.get(vcpu)
+    if v is None or k.vms.get(v.vm.name) is not v.vm:
+        return ENOENT
+    kvm = v.vm
+    kvm.users += 1
+    try:
+        yield from k.f.mutex_lock_vcpu(k, v)
+        yield from k.f.vcpu_load(k, v)
+        r = yield from L1_EXITS[exit](k, v)
+        yield from k.f.vcpu_enter_guest(k, v)
+        yield from k.f.vcpu_put(k, v)
+        yield from k.f.mutex_unlock_vcpu(k, v)
+    finally:
+        kvm.users -= 1
+    return r
+
+
 def cpu_bringup(k: Any) -> Flow:
     """The AP side of onlining: STARTING callbacks with IRQs off, then online."""
     yield "notify_cpu_starting:irqs_off"

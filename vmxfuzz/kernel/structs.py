@@ -42,6 +42,7 @@ class NestedVmx:
         self.cached_shadow_vmcs12: KObject | None = None
         self.current_vmptr: int = -1
         self.need_vmcs12_to_shadow_sync = False
+        self.vmcs12_launched = False  # the launch state L1 sees in its vmcs12
 
 
 class VcpuVmx(KObject):

@@ -41,7 +41,10 @@ def _vmx_insn(k: Any, label: str, what: str, op: Callable[[], VmFail | None]) ->
 def vmcs_clear(k: Any, vmcs: Vmcs) -> Flow:
     return (
         yield from _vmx_insn(
-            k, "vmcs_clear:vmclear", f"VMCLEAR {vmcs.describe()}", lambda: k.hw.vmclear(k.cpu, vmcs)
+            k,
+            "vmcs_clear:vmclear",
+            f"VMCLEAR {vmcs.describe()}",
+            lambda: k.hw.vmclear(k.cpu, vmcs),
         )
     )
 
@@ -49,7 +52,10 @@ def vmcs_clear(k: Any, vmcs: Vmcs) -> Flow:
 def vmcs_load(k: Any, vmcs: Vmcs) -> Flow:
     return (
         yield from _vmx_insn(
-            k, "vmcs_load:vmptrld", f"VMPTRLD {vmcs.describe()}", lambda: k.hw.vmptrld(k.cpu, vmcs)
+            k,
+            "vmcs_load:vmptrld",
+            f"VMPTRLD {vmcs.describe()}",
+            lambda: k.hw.vmptrld(k.cpu, vmcs),
         )
     )
 
@@ -57,7 +63,10 @@ def vmcs_load(k: Any, vmcs: Vmcs) -> Flow:
 def vmcs_write(k: Any, field: str, value: object = None) -> Flow:
     return (
         yield from _vmx_insn(
-            k, "vmcs_write:vmwrite", f"VMWRITE {field}", lambda: k.hw.vmwrite(k.cpu, field, value)
+            k,
+            "vmcs_write:vmwrite",
+            f"VMWRITE {field}",
+            lambda: k.hw.vmwrite(k.cpu, field, value),
         )
     )
 
@@ -94,7 +103,10 @@ def loaded_vmcs_clear(k: Any, loaded_vmcs: LoadedVmcs) -> Flow:
     cpu = loaded_vmcs.cpu
     if cpu != -1:
         yield from k.f.smp_call_function_single(
-            k, cpu, "__loaded_vmcs_clear", lambda: k.f.__loaded_vmcs_clear(k, loaded_vmcs)
+            k,
+            cpu,
+            "__loaded_vmcs_clear",
+            lambda: k.f.__loaded_vmcs_clear(k, loaded_vmcs),
         )
 
 
@@ -201,8 +213,10 @@ def vmx_free_vcpu(k: Any, vcpu: VcpuVmx) -> Flow:
 
 def vmx_vcpu_run(k: Any, vcpu: VcpuVmx) -> Flow:
     """VMLAUNCH if ``launched == 0`` else VMRESUME; ``launched = 1`` if entry worked."""
+    yield "vmx_vcpu_run:need_vmcs12_to_shadow_sync"
+    if vcpu.nested.need_vmcs12_to_shadow_sync:
+        yield from k.f.nested_sync_vmcs12_to_shadow(k, vcpu)
     lv = vcpu.loaded_vmcs
-    assert lv is not None
     yield "vmx_vcpu_run:read_launched"
     launch = not lv.launched
     r = yield from _vmx_insn(

@@ -34,7 +34,8 @@ def call_op(k: Any, name: str | None, hook: str, *args: Any) -> Flow:
         raise InitdataAfterInit(f"call of __init function {name} (.{hook}) after init")
     if k.module_state == "unloaded":
         raise UseAfterFree(
-            f"call of {name} (.{hook}): kvm_intel's text was freed", ("kvm_intel module text",)
+            f"call of {name} (.{hook}): kvm_intel's text was freed",
+            ("kvm_intel module text",),
         )
     k.oracle.hook_called(k, hook)
     r = yield from getattr(k.f, name)(k, *args)

@@ -23,7 +23,10 @@ SITES: dict[str, tuple[tuple[str, ...], str]] = {
     "alloc_cpus_hardware_enabled": (("ENOMEM",), "kvm_init: the cpumask"),
     "alloc_shadow_vmcs": (("ENOMEM",), "alloc_shadow_vmcs(): the shadow VMCS"),
     "alloc_cached_vmcs12": (("ENOMEM",), "enter_vmx_operation: cached_vmcs12"),
-    "alloc_cached_shadow_vmcs12": (("ENOMEM",), "enter_vmx_operation: cached_shadow_vmcs12"),
+    "alloc_cached_shadow_vmcs12": (
+        ("ENOMEM",),
+        "enter_vmx_operation: cached_shadow_vmcs12",
+    ),
     "kvm_arch_init:mmu": (("ENOMEM",), "kvm_arch_init: MMU/percpu setup"),
     "kvm_irqfd_init": (("ENOMEM",), "kvm_init: kvm_irqfd_init()"),
     "kvm_init:register": (("ENOMEM",), "kvm_init: hotplug/reboot/cache/misc_register"),
