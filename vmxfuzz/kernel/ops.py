@@ -73,12 +73,12 @@ def op_destroy_vm(k: Any, vm: str) -> Flow:
     kvm = k.vms.pop(vm, None)
     if kvm is None:
         return ENOENT
-    yield Wait("kvm_vm_release:last_fput", lambda: kvm.users == 0, what=f"ioctls on {vm}")
     names = [v.name for v in kvm.vcpus]
-    yield from k.f.kvm_destroy_vm(k, kvm)
-    for name in names:
+    for name in names:  # the vCPU fds are closed with it
         k.vcpus.pop(name, None)
-        k.vcpu_names.discard(name)
+    yield Wait("kvm_vm_release:last_fput", lambda: kvm.users == 0, what=f"ioctls on {vm}")
+    yield from k.f.kvm_destroy_vm(k, kvm)
+    k.vcpu_names.difference_update(names)
     k.vm_names.discard(vm)
     k.module_refs -= 1  # module_put when the file is released
     return 0
