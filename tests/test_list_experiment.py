@@ -26,7 +26,12 @@ from vmxfuzz.sched import NmiSpec, Scheduler, Task
 from vmxfuzz.variants import build
 
 ADD_LABELS = ["list_add:next_prev", "list_add:new_next", "list_add:new_prev", "list_add:publish"]
-DEL_LABELS = ["list_del:next_prev", "list_del:unlink", "list_del:poison_next", "list_del:poison_prev"]
+DEL_LABELS = [
+    "list_del:next_prev",
+    "list_del:unlink",
+    "list_del:poison_next",
+    "list_del:poison_prev",
+]
 
 
 def _machine(nmis: list[NmiSpec]) -> tuple[Kernel, Scheduler]:
