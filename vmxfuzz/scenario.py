@@ -107,7 +107,7 @@ class Scenario:
 
     def to_json(self) -> dict[str, Any]:
         cfg = asdict(self.config)
-        for key in ("bios_disabled", "offline", "cr4_mismatch", "vmx_caps_mismatch"):
+        for key in ("bios_disabled", "offline", "cr4_mismatch", "vmx_caps_mismatch", "no_vmx"):
             cfg[key] = list(cfg[key])
         d: dict[str, Any] = {"format": FORMAT, "version": self.version}
         if self.name:
@@ -172,6 +172,7 @@ def from_json(data: Any, where: str = "<scenario>") -> Scenario:
         offline=tuple(cfg_in.get("offline", ())),
         cr4_mismatch=tuple(cfg_in.get("cr4_mismatch", ())),
         vmx_caps_mismatch=tuple(cfg_in.get("vmx_caps_mismatch", ())),
+        no_vmx=tuple(cfg_in.get("no_vmx", ())),
         ept=cfg_in.get("ept", True),
         shadow_vmcs=cfg_in.get("shadow_vmcs", True),
         nested=cfg_in.get("nested", False),
@@ -182,7 +183,7 @@ def from_json(data: Any, where: str = "<scenario>") -> Scenario:
         if not 0 <= value < n:
             raise ScenarioError(where, ptr, f"CPU {value} out of range (config.cpus = {n})")
 
-    for key in ("bios_disabled", "offline", "cr4_mismatch", "vmx_caps_mismatch"):
+    for key in ("bios_disabled", "offline", "cr4_mismatch", "vmx_caps_mismatch", "no_vmx"):
         for i, c in enumerate(getattr(config, key)):
             cpu_ok(c, f"/config/{key}/{i}")
     if 0 in config.offline:

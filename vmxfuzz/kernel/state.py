@@ -54,6 +54,7 @@ class Config:
     nested: bool = False
     cr4_mismatch: tuple[int, ...] = ()
     vmx_caps_mismatch: tuple[int, ...] = ()
+    no_vmx: tuple[int, ...] = ()  # CPUs whose CPUID lacks VMX
 
 
 class Kernel:
@@ -70,6 +71,7 @@ class Kernel:
                 id=c,
                 online=c not in config.offline,
                 feat_ctl_vmx=c not in config.bios_disabled,
+                has_vmx=c not in config.no_vmx,
                 cr4_reserved=1 if c in config.cr4_mismatch else 0,
                 vmx_caps=1 if c in config.vmx_caps_mismatch else 0,
             )
