@@ -53,7 +53,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for path, sc in scenarios:
         results: dict[str, Result] = {v: run(sc, v) for v in _variants(args.variant)}
         findings = (
-            classify(results["reference"], results["patched"]) if args.variant == "both" else []
+            classify(results["reference"], results["patched"], [o.op for o in sc.ops])
+            if args.variant == "both"
+            else []
         )
         found |= any(r.violations for r in results.values()) or bool(findings)
         if args.json:
@@ -108,7 +110,59 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the per-CPU trace (default: on for a single scenario)",
     )
     r.set_defaults(func=cmd_replay)
+
+    f = sub.add_parser("fuzz", help="run a fuzzing campaign")
+    f.add_argument("--engine", choices=["hypothesis"], default="hypothesis")
+    f.add_argument("--variant", choices=["reference", "patched", "both"], default="both")
+    f.add_argument("--time", type=float, default=60.0, help="budget in seconds (default 60)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", default="findings", help="findings directory (default findings/)")
+    f.add_argument("--workers", type=int, default=1)
+    f.add_argument("--json", action="store_true", help="print summary.json to stdout")
+    f.add_argument(
+        "--nested",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="force nested VMX operations on/off (default: both kinds of scenario)",
+    )
+    f.set_defaults(func=cmd_fuzz)
+
+    pr = sub.add_parser("promote", help="keep a finding as a pytest regression test")
+    pr.add_argument("finding", help="a reproducer written by `vmxfuzz fuzz`")
+    pr.add_argument("--name", help="file name (default: the scenario's name)")
+    pr.add_argument("--dest", default="tests/regressions")
+    pr.set_defaults(func=cmd_promote)
     return p
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from .fuzzcmd import fuzz
+
+    if args.time <= 0:
+        raise BadInput(f"--time: must be positive, not {args.time}")
+    if args.workers < 1:
+        raise BadInput(f"--workers: must be at least 1, not {args.workers}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out}: (--out): exists and is not a directory")
+    return fuzz(
+        engine=args.engine,
+        variant=args.variant,
+        budget=args.time,
+        seed_value=args.seed,
+        out=out,
+        workers=args.workers,
+        as_json=args.json,
+        nested=args.nested,
+    )
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from .fuzzcmd import promote
+
+    target = promote(Path(args.finding), args.name, Path(args.dest))
+    print(f"promoted to {target}")
+    return EXIT_CLEAN
 
 
 def main(argv: list[str] | None = None) -> int:

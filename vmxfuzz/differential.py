@@ -68,7 +68,8 @@ def _injection_note(ref: Result, pat: Result) -> str:
     return f" [{'; '.join(notes)}]" if notes else ""
 
 
-def classify(ref: Result, pat: Result) -> list[Finding]:
+def classify(ref: Result, pat: Result, op_names: list[str] | None = None) -> list[Finding]:
+    """Classify one scenario's two results; ``op_names`` labels behaviour sites."""
     note = _injection_note(ref, pat)
     out: list[Finding] = []
     for inv in sorted(ref.invariants | pat.invariants):
@@ -110,12 +111,15 @@ def classify(ref: Result, pat: Result) -> list[Finding]:
             )
     if not out and ref.observable() != pat.observable():
         diffs = []
+        site = ""
         for i, (a, b) in enumerate(zip(ref.op_results, pat.op_results, strict=False)):
             if a != b:
-                diffs.append(f"op {i}: reference {a}, patched {b}")
+                name = op_names[i] if op_names and i < len(op_names) else f"op {i}"
+                diffs.append(f"op {i} ({name}): reference {a}, patched {b}")
+                site = site or f"{name}:{a}->{b}"
         if ref.ended != pat.ended:
             diffs.append(f"run ended: reference {ref.ended!r}, patched {pat.ended!r}")
-        site = diffs[0].split(":")[0] if diffs else "-"
+            site = site or f"ended:{ref.ended}->{pat.ended}"
         out.append(Finding("behaviour", None, "both", site, "; ".join(diffs)))
     return [Finding(f.cls, f.invariant, f.variant, f.site, f.explanation + note) for f in out]
 
@@ -137,4 +141,4 @@ class Differential:
 def run_both(scenario: Scenario, keep_trace: bool = True) -> Differential:
     ref = run(scenario, "reference", keep_trace=keep_trace)
     pat = run(scenario, "patched", keep_trace=keep_trace)
-    return Differential(ref, pat, classify(ref, pat))
+    return Differential(ref, pat, classify(ref, pat, [o.op for o in scenario.ops]))

@@ -301,7 +301,9 @@ class Oracle:
                 # when the crash (or the stop) interrupted it: that is what tells two
                 # kexec bugs apart, since every one is detected at machine_kexec.
                 kind = "shadow" if peek(vmcs, "shadow") else "vmcs"
-                where = k.sched.interrupted.get(cpu.id, "idle")
+                where = k.sched.interrupted.get(cpu.id) or (
+                    "panic" if cpu.id == k.panic_cpu else "idle"
+                )
                 self.report(
                     Violation(
                         "kexec-active-vmcs",

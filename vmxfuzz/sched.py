@@ -123,7 +123,7 @@ class Scheduler:
         self.max_steps = max_steps
         self.steps = 0
         self.nmi_handler: Callable[[str], FlowFactory] | None = None
-        # Per CPU, the step its code was at when the first NMI arrived (crash sites).
+        # Per CPU, the step its code was at when the latest NMI arrived (crash sites).
         self.interrupted: dict[int, str] = {}
 
     # ---- services for model code ----------------------------------------------------
@@ -260,7 +260,7 @@ class Scheduler:
         if self.nmi_pending[c] and not self.in_nmi(c):
             name, factory = self.nmi_pending[c].popleft()
             k.cpu = c
-            self.interrupted.setdefault(c, self._where(c))
+            self.interrupted[c] = self._where(c)
             self._push(Context("nmi", name, c, factory()))
             return
         if self._deliverable_ipi(c):

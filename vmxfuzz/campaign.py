@@ -1,0 +1,147 @@
+"""Engine-agnostic campaign bookkeeping: judge scenarios, deduplicate findings,
+minimise each new one, and write reproducers and ``summary.json`` as they arrive.
+
+A finding is identified by (class, invariant, site); for a single-variant campaign
+the class is ``violation``.  Every write is atomic (temp file + rename), and
+``summary.json`` is rewritten after each new finding, so a campaign killed at any
+moment leaves a valid summary and only complete reproducers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_text_atomic
+from .differential import classify
+from .executor import run
+from .minimize import minimize
+from .scenario import Scenario
+
+Key = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class Hit:
+    cls: str
+    invariant: str
+    variant: str
+    site: str
+    explanation: str
+
+    @property
+    def key(self) -> Key:
+        return (self.cls, self.invariant, self.site)
+
+
+def judge(sc: Scenario, variant: str) -> list[Hit]:
+    """Every finding one scenario shows, in the campaign's terms."""
+    if variant == "both":
+        ref = run(sc, "reference", keep_trace=False)
+        pat = run(sc, "patched", keep_trace=False)
+        return [
+            Hit(f.cls, f.invariant or "-", f.variant, f.site, f.explanation)
+            for f in classify(ref, pat, [o.op for o in sc.ops])
+        ]
+    r = run(sc, variant, keep_trace=False)
+    return [Hit("violation", v.invariant, variant, v.site, v.detail) for v in r.violations]
+
+
+def keys(sc: Scenario, variant: str) -> set[Key]:
+    return {h.key for h in judge(sc, variant)}
+
+
+def slug(key: Key) -> str:
+    text = "-".join(key).lower()
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:80]
+
+
+@dataclass
+class Campaign:
+    """Collects findings for one output directory."""
+
+    out: Path
+    variant: str
+    engine: str = "hypothesis"
+    seed: int = 0
+    minimize_findings: bool = True
+    started: float = field(default_factory=time.monotonic)
+    examples: int = 0
+    findings: dict[Key, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._load_existing()
+
+    def _load_existing(self) -> None:
+        """Resume: findings already in ``summary.json`` are known, not re-reported."""
+        path = self.out / "summary.json"
+        if not path.exists():
+            return
+        try:
+            doc = json.loads(path.read_text())
+            for f in doc.get("findings", []):
+                key = (f["class"], f["invariant"], f["site"])
+                self.findings[key] = f
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # a foreign or damaged summary is rewritten from what we find
+
+    def known(self, key: Key) -> bool:
+        return key in self.findings
+
+    def new_hits(self, sc: Scenario) -> list[Hit]:
+        self.examples += 1
+        return [h for h in judge(sc, self.variant) if not self.known(h.key)]
+
+    def record(self, hit: Hit, sc: Scenario) -> dict[str, Any]:
+        """Minimise (1-minimal), save the reproducer, update the summary."""
+        if self.known(hit.key):
+            return self.findings[hit.key]
+        if self.minimize_findings:
+            sc = minimize(sc, lambda c: hit.key in keys(c, self.variant))
+        final = {h.key: h for h in judge(sc, self.variant)}.get(hit.key, hit)
+        name = f"{len(self.findings) + 1:03d}-{slug(hit.key)}.json"
+        path = self.out / name
+        sc = Scenario(
+            sc.ops,
+            sc.config,
+            sc.schedule,
+            sc.nmis,
+            sc.faults,
+            name=path.stem,
+            description=f"{final.cls} {final.invariant} at {final.site}: {final.explanation}",
+        )
+        write_text_atomic(path, sc.dumps())
+        entry = {
+            "class": final.cls,
+            "invariant": final.invariant,
+            "variant": final.variant,
+            "site": final.site,
+            "reproducer": str(path),
+            "explanation": final.explanation,
+            "engine": self.engine,
+            "found_after_s": round(time.monotonic() - self.started, 3),
+            "ops": len(sc.ops),
+        }
+        self.findings[hit.key] = entry
+        self.write_summary()
+        return entry
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "variant": self.variant,
+            "seed": self.seed,
+            "elapsed_s": round(time.monotonic() - self.started, 3),
+            "examples": self.examples,
+            "findings": sorted(
+                self.findings.values(), key=lambda f: (f["class"], f["invariant"], f["site"])
+            ),
+        }
+
+    def write_summary(self) -> None:
+        write_text_atomic(self.out / "summary.json", json.dumps(self.summary(), indent=2) + "\n")

@@ -1,0 +1,114 @@
+"""The Hypothesis engine: generate scenarios, let Hypothesis shrink each new finding.
+
+A probe test runs generated scenarios through the campaign's judge.  A scenario that
+shows a finding not seen before raises an exception class made for that finding's
+key, so Hypothesis shrinks each distinct finding separately (``report_multiple_bugs``)
+and saves it in the example database (shared by workers, replayed by later runs).
+The last failing example seen per key is Hypothesis' shrunk one; the campaign then
+makes it 1-minimal.  Rounds repeat with new seeds until the time budget is spent;
+keys already found no longer fail, so every round hunts for new ones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.errors import HypothesisException
+
+from ..campaign import Hit, Key
+from ..scenario import Scenario
+from .strategies import scenarios
+
+
+class FoundNew(Exception):
+    """Raised inside the probe for a finding not seen before (one subclass per key)."""
+
+
+_CLASSES: dict[Key, type[FoundNew]] = {}
+
+
+def _exception_for(key: Key) -> type[FoundNew]:
+    cls = _CLASSES.get(key)
+    if cls is None:
+        cls = type(f"Found_{len(_CLASSES)}", (FoundNew,), {"key": key})
+        _CLASSES[key] = cls
+    return cls
+
+
+class ToolError(RuntimeError):
+    """A crash of the tool itself (never confused with a finding)."""
+
+
+def _check(exc: BaseException) -> None:
+    """Re-raise anything that is neither a finding nor Hypothesis bookkeeping."""
+    group = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
+    for e in group:
+        if isinstance(e, BaseExceptionGroup):
+            _check(e)
+        elif not isinstance(e, FoundNew | HypothesisException):
+            raise ToolError(f"model or engine crashed: {e!r}") from e
+
+
+def hunt(
+    new_hits: Callable[[Scenario], list[Hit]],
+    on_found: Callable[[Hit, Scenario], None],
+    *,
+    variant: str,
+    budget_s: float,
+    seed_value: int,
+    database: Path | None,
+    round_examples: int = 300,
+    tick: Callable[[int], None] | None = None,
+    nested: bool | None = None,
+) -> int:
+    """Search until ``budget_s`` elapses; returns the number of examples run."""
+    variants = ("reference", "patched") if variant == "both" else (variant,)
+    strategy = scenarios(variants=variants, nested=nested)
+    db = DirectoryBasedExampleDatabase(str(database)) if database else None
+    deadline = time.monotonic() + budget_s
+    examples = 0
+    rnd = 0
+    last: dict[Key, tuple[Hit, Scenario]] = {}
+    while time.monotonic() < deadline:
+        last.clear()
+
+        @settings(
+            database=db,
+            max_examples=round_examples,
+            deadline=None,
+            derandomize=False,
+            suppress_health_check=list(HealthCheck),
+            report_multiple_bugs=True,
+            phases=(Phase.reuse, Phase.generate, Phase.shrink),
+            verbosity=Verbosity.quiet,
+            print_blob=False,
+        )
+        @seed(seed_value * 100_003 + rnd)
+        @given(strategy)
+        def probe(sc: Scenario) -> None:
+            nonlocal examples
+            if time.monotonic() >= deadline:
+                return
+            examples += 1
+            if tick is not None:
+                tick(examples)
+            hits = new_hits(sc)
+            if hits:
+                hit = hits[0]
+                last[hit.key] = (hit, sc)
+                raise _exception_for(hit.key)()
+
+        try:
+            probe()
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            _check(exc)
+        for hit, sc in last.values():
+            on_found(hit, sc)
+        rnd += 1
+    return examples

@@ -1,0 +1,186 @@
+"""``vmxfuzz fuzz`` and ``vmxfuzz promote``: campaigns and keeping their findings.
+
+With ``--workers N`` the campaign runs in N processes with different seeds and one
+shared Hypothesis example database; workers stream what they find to the parent,
+which alone minimises, deduplicates and writes, so results merge without loss or
+duplicates into one ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import queue
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_text_atomic
+from .campaign import Campaign, Hit, Key, judge
+from .differential import run_both
+from .scenario import Scenario, from_json, load
+
+_last_line = [0.0]
+
+
+def _progress(c: Campaign, budget: float, examples: int, quiet: bool) -> None:
+    """One progress line: rewritten in place on a terminal, every 5 s in a log."""
+    if quiet:
+        return
+    tty = sys.stderr.isatty()
+    now = time.monotonic()
+    if not tty and now - _last_line[0] < 5.0:
+        return
+    _last_line[0] = now
+    elapsed = now - c.started
+    by_class: dict[str, int] = {}
+    for f in c.findings.values():
+        by_class[f["class"]] = by_class.get(f["class"], 0) + 1
+    classes = ", ".join(f"{k} {v}" for k, v in sorted(by_class.items())) or "none"
+    sys.stderr.write(
+        ("\r" if tty else "")
+        + f"[{elapsed:6.1f}s/{budget:.0f}s] examples {examples}  findings {len(c.findings)}"
+        + f" ({classes})"
+        + ("   " if tty else "\n")
+    )
+    sys.stderr.flush()
+
+
+def _worker(args: tuple[int, str, float, str, Any, list[Key], bool | None]) -> None:
+    from .engines.hypothesis_engine import hunt
+
+    seed_value, variant, budget, db, out_q, known, nested = args
+    seen = set(map(tuple, known))
+
+    def new_hits(sc: Scenario) -> list[Hit]:
+        return [h for h in judge(sc, variant) if h.key not in seen]
+
+    def on_found(hit: Hit, sc: Scenario) -> None:
+        seen.add(hit.key)
+        out_q.put(("found", hit, sc.to_json()))
+
+    count = [0]
+
+    def tick(n: int) -> None:
+        count[0] = n
+        if n % 25 == 0:
+            out_q.put(("tick", seed_value, n))
+
+    n = hunt(
+        new_hits,
+        on_found,
+        variant=variant,
+        budget_s=budget,
+        seed_value=seed_value,
+        database=Path(db),
+        tick=tick,
+        nested=nested,
+    )
+    out_q.put(("done", seed_value, n))
+
+
+def fuzz(
+    *,
+    engine: str,
+    variant: str,
+    budget: float,
+    seed_value: int,
+    out: Path,
+    workers: int,
+    as_json: bool,
+    nested: bool | None = None,
+) -> int:
+    if engine != "hypothesis":
+        raise ValueError(f"unknown engine {engine!r}")
+    c = Campaign(out=out, variant=variant, engine=engine, seed=seed_value)
+    c.write_summary()
+    quiet = as_json
+    db = out / ".hypothesis"
+    if workers <= 1:
+        from .engines.hypothesis_engine import hunt
+
+        last = [0.0]
+
+        def tick(n: int) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.5:
+                last[0] = now
+                _progress(c, budget, n, quiet)
+
+        hunt(
+            c.new_hits,
+            lambda h, sc: c.record(h, sc),
+            variant=variant,
+            budget_s=budget,
+            seed_value=seed_value,
+            database=db,
+            tick=tick,
+            nested=nested,
+        )
+    else:
+        ctx = mp.get_context("spawn")
+        q: Any = ctx.Queue()
+        known = list(c.findings)
+        procs = [
+            ctx.Process(
+                target=_worker,
+                args=((seed_value + i, variant, budget, str(db), q, known, nested),),
+            )
+            for i in range(workers)
+        ]
+        for p in procs:
+            p.start()
+        counts: dict[int, int] = {}
+        done = 0
+        while done < workers:
+            try:
+                msg = q.get(timeout=0.5)
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs):
+                    break
+                continue
+            if msg[0] == "found":
+                _, hit, data = msg
+                c.record(hit, from_json(data))
+            elif msg[0] == "tick":
+                counts[msg[1]] = msg[2]
+            else:
+                counts[msg[1]] = msg[2]
+                done += 1
+            c.examples = sum(counts.values())
+            _progress(c, budget, c.examples, quiet)
+        for p in procs:
+            p.join()
+    c.write_summary()
+    if not quiet and sys.stderr.isatty():
+        sys.stderr.write("\n")
+    summary = c.summary()
+    if as_json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for f in summary["findings"]:
+            print(f"{f['class']:10} {f['invariant']:24} {f['variant']:9} {f['site']}")
+            print(f"{'':10} reproducer: {f['reproducer']}")
+        print(
+            f"{len(summary['findings'])} finding(s) in {summary['elapsed_s']}s, "
+            f"{summary['examples']} examples; summary: {out / 'summary.json'}"
+        )
+    return 1 if summary["findings"] else 0
+
+
+def promote(path: Path, name: str | None, dest: Path) -> Path:
+    """Copy a finding into the regression folder with a fresh ``expect`` block."""
+    sc = load(path)
+    d = run_both(sc, keep_trace=False)
+    data = sc.to_json()
+    data["name"] = name or sc.name or path.stem
+    data["expect"] = {
+        "reference": sorted(d.reference.invariants),
+        "patched": sorted(d.patched.invariants),
+        "classes": sorted({f.cls for f in d.findings}),
+    }
+    target = dest / f"{data['name']}.json"
+    write_text_atomic(target, json.dumps(data, indent=2) + "\n")
+    return target
