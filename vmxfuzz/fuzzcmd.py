@@ -108,9 +108,12 @@ def fuzz(
                 last[0] = now
                 _progress(c, budget, n, quiet)
 
+        def found(hit: Hit, sc: Scenario) -> None:
+            c.record(hit, sc)
+
         hunt(
             c.new_hits,
-            lambda h, sc: c.record(h, sc),
+            found,
             variant=variant,
             budget_s=budget,
             seed_value=seed_value,

@@ -25,6 +25,11 @@ def _without(items: Sequence[T], start: int, stop: int) -> tuple[T, ...]:
     return tuple(items[:start]) + tuple(items[stop:])
 
 
+def _with_part(sc: Scenario, part: str, items: tuple[Any, ...]) -> Scenario:
+    changes: dict[str, Any] = {part: items}
+    return _fixup(replace(sc, **changes))
+
+
 def _fixup(sc: Scenario) -> Scenario:
     """Keep a reduced scenario valid: a lone first op cannot be ``parallel``."""
     if sc.ops and sc.ops[0].parallel:
@@ -40,7 +45,7 @@ def reduce_part(
     while chunk >= 1:
         i = 0
         while i < len(items):
-            cand = _fixup(replace(sc, **{part: _without(items, i, i + chunk)}))
+            cand = _with_part(sc, part, _without(items, i, i + chunk))
             if keeps(cand):
                 sc = cand
                 items = getattr(sc, part)
@@ -69,6 +74,6 @@ def is_one_minimal(sc: Scenario, keeps: Callable[[Scenario], bool]) -> bool:
     for part in PARTS:
         items = getattr(sc, part)
         for i in range(len(items)):
-            if keeps(_fixup(replace(sc, **{part: _without(items, i, i + 1)}))):
+            if keeps(_with_part(sc, part, _without(items, i, i + 1))):
                 return False
     return True

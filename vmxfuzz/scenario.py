@@ -135,7 +135,7 @@ class Scenario:
 @cache
 def schema(version: int = VERSION) -> dict[str, Any]:
     text = resources.files("vmxfuzz").joinpath(f"schema/scenario-v{version}.json").read_text()
-    return json.loads(text)  # type: ignore[no-any-return]
+    return json.loads(text)
 
 
 def _pointer(path: Any) -> str:

@@ -18,7 +18,7 @@ def _cpus_hardware_enabled(k: Any) -> set[int]:
     mask = k.cpus_hardware_enabled
     if mask is None:
         raise NullDeref("cpus_hardware_enabled used before kvm_init allocated it")
-    return mask  # type: ignore[no-any-return]
+    return mask
 
 
 def hardware_enable_nolock(k: Any) -> Flow:
