@@ -1,0 +1,192 @@
+"""What must hold of the fuzzing layer: classes agree with the per-variant verdicts,
+scenarios round-trip and replay, the seed's window shows in reference and never in
+patched, reproducers are 1-minimal, and campaigns write what they promise."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, find, given, settings
+
+from vmxfuzz.campaign import Campaign, Hit, judge, keys
+from vmxfuzz.cli import main
+from vmxfuzz.differential import run_both
+from vmxfuzz.engines.strategies import scenarios
+from vmxfuzz.executor import run
+from vmxfuzz.fuzzcmd import fuzz, promote
+from vmxfuzz.minimize import is_one_minimal, minimize
+from vmxfuzz.scenario import Op, Scenario, from_json, load
+from vmxfuzz.sched import NmiSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+REG = sorted((ROOT / "tests" / "regressions").glob("*.json"))
+
+
+def _window(label: str | None) -> bool:
+    return bool(label) and ("@list_add:" in label or "@list_del:" in label)
+
+
+@given(scenarios())
+def test_classes_agree_with_the_per_variant_verdicts(sc: Scenario) -> None:
+    d = run_both(sc, keep_trace=False)
+    ref, pat = d.reference.invariants, d.patched.invariants
+    for f in d.findings:
+        if f.cls == "fixed":
+            assert f.invariant in ref and f.invariant not in pat
+        elif f.cls == "regression":
+            assert f.invariant in pat and f.invariant not in ref
+        elif f.cls == "shared":
+            assert f.invariant in ref and f.invariant in pat
+        else:
+            assert f.cls == "behaviour" and ref == pat
+            assert d.reference.observable() != d.patched.observable()
+    assert {f.invariant for f in d.findings if f.cls != "behaviour"} == ref | pat
+
+
+@given(scenarios())
+def test_scenarios_round_trip_and_replay_identically(sc: Scenario) -> None:
+    again = from_json(json.loads(sc.dumps()))
+    assert again == sc
+    assert keys(again, "both") == keys(sc, "both")
+
+
+@given(scenarios(variants=("patched",)))
+def test_the_seed_window_never_leaks_a_vmcs_in_patched(sc: Scenario) -> None:
+    r = run(sc, "patched", keep_trace=False)
+    assert not [v for v in r.violations if v.invariant == "kexec-active-vmcs" and _window(v.label)]
+
+
+def test_the_seed_window_leaks_a_vmcs_in_reference() -> None:
+    def leaks(sc: Scenario) -> bool:
+        r = run(sc, "reference", keep_trace=False)
+        return any(v.invariant == "kexec-active-vmcs" and _window(v.label) for v in r.violations)
+
+    found = find(
+        scenarios(variants=("reference",)),
+        leaks,
+        settings=settings(
+            max_examples=5000,
+            database=None,
+            derandomize=True,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+    assert any(n.kind == "panic" for n in found.nmis)
+
+
+def _padded_seed_bug() -> Scenario:
+    """F01 with irrelevant ops, NMIs and faults added: the minimiser must strip them."""
+    sc = load(ROOT / "tests" / "regressions" / "F01-crash-nmi-in-list-add-skips-vmclear.json")
+    return replace(
+        sc,
+        ops=(Op("cpu_offline", 0, target=1), *sc.ops, Op("run_vcpu", 0, vcpu="vcpu9")),
+        nmis=(NmiSpec(0, "load_module:start", 1, "benign"), *sc.nmis),
+        schedule=(1, 0, 1, 0),
+        config=replace(sc.config, cpus=2),
+    )
+
+
+def test_minimize_is_one_minimal_and_keeps_the_finding() -> None:
+    sc = _padded_seed_bug()
+    (key,) = [k for k in keys(sc, "both") if k[1] == "kexec-active-vmcs"]
+    small = minimize(sc, lambda c: key in keys(c, "both"))
+    assert key in keys(small, "both")
+    assert is_one_minimal(small, lambda c: key in keys(c, "both"))
+    assert len(small.ops) == 4 and len(small.nmis) == 1 and small.schedule == ()
+
+
+@pytest.mark.parametrize("path", REG, ids=lambda p: p.stem)
+def test_kept_reproducers_are_one_minimal(path: Path) -> None:
+    """Removing any op, NMI, fault or schedule entry loses one of the file's findings."""
+    sc = load(path)
+    found = {h.key for h in judge(sc, "both")}
+    assert found
+    assert is_one_minimal(sc, lambda c: found <= keys(c, "both"))
+
+
+def test_campaign_records_minimal_reproducers_and_a_summary(tmp_path: Path) -> None:
+    c = Campaign(out=tmp_path, variant="both")
+    sc = _padded_seed_bug()
+    hits = c.new_hits(sc)
+    assert hits
+    for h in hits:
+        c.record(h, sc)
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    assert len(doc["findings"]) == len({(h.cls, h.invariant, h.site) for h in hits})
+    for f in doc["findings"]:
+        key = (f["class"], f["invariant"], f["site"])
+        rep = load(f["reproducer"])
+        assert key in keys(rep, "both")
+        assert is_one_minimal(rep, lambda s, k=key: k in keys(s, "both"))
+    # resuming sees the findings as known
+    again = Campaign(out=tmp_path, variant="both")
+    assert again.new_hits(sc) == []
+
+
+def test_short_campaign_finds_and_replays(tmp_path: Path) -> None:
+    code = fuzz(
+        engine="hypothesis",
+        variant="both",
+        budget=4,
+        seed_value=3,
+        out=tmp_path,
+        workers=1,
+        as_json=True,
+    )
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    assert code == (1 if doc["findings"] else 0)
+    seen = set()
+    for f in doc["findings"]:
+        key = (f["class"], f["invariant"], f["site"])
+        assert key not in seen
+        seen.add(key)
+        assert key in keys(load(f["reproducer"]), "both"), "every finding replays"
+
+
+def test_workers_merge_without_duplicates(tmp_path: Path) -> None:
+    fuzz(
+        engine="hypothesis",
+        variant="reference",
+        budget=4,
+        seed_value=7,
+        out=tmp_path,
+        workers=2,
+        as_json=True,
+    )
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    found = [(f["class"], f["invariant"], f["site"]) for f in doc["findings"]]
+    assert len(found) == len(set(found))
+    files = sorted(p.name for p in tmp_path.glob("*.json") if p.name != "summary.json")
+    assert len(files) == len(found)
+    for f in doc["findings"]:
+        assert ("violation", f["invariant"], f["site"]) in keys(load(f["reproducer"]), "reference")
+
+
+def test_promote_writes_a_regression_with_expect(tmp_path: Path) -> None:
+    src = ROOT / "examples" / "vmxon-gp.json"
+    target = promote(src, "promoted", tmp_path)
+    sc = load(target)
+    assert sc.expect == {"reference": ["oops"], "patched": [], "classes": ["fixed"]}
+
+
+@pytest.mark.parametrize("argv", [["--time", "0"], ["--workers", "0"]])
+def test_fuzz_bad_input_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fuzz", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+
+
+def test_fuzz_out_must_be_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["fuzz", "--out", str(f), "--time", "1"]) == 2
+    assert str(f) in capsys.readouterr().err
+
+
+def test_hit_keys_are_class_invariant_site() -> None:
+    h = Hit("fixed", "oops", "reference", "kvm_cpu_vmxon:vmxon", "x")
+    assert h.key == ("fixed", "oops", "kvm_cpu_vmxon:vmxon")
