@@ -64,8 +64,14 @@ def hunt(
     round_examples: int = 300,
     tick: Callable[[int], None] | None = None,
     nested: bool | None = None,
+    shrink: bool = False,
 ) -> int:
-    """Search until ``budget_s`` elapses; returns the number of examples run."""
+    """Search until ``budget_s`` elapses; returns the number of examples run.
+
+    ``shrink`` adds Hypothesis' own shrink phase before the campaign's minimiser.  It
+    is off by default so that the budget goes to the search: the campaign's delta
+    debugging makes every reproducer 1-minimal either way.
+    """
     variants = ("reference", "patched") if variant == "both" else (variant,)
     strategy = scenarios(variants=variants, nested=nested)
     db = DirectoryBasedExampleDatabase(str(database)) if database else None
@@ -83,7 +89,7 @@ def hunt(
             derandomize=False,
             suppress_health_check=list(HealthCheck),
             report_multiple_bugs=True,
-            phases=(Phase.reuse, Phase.generate, Phase.shrink),
+            phases=(Phase.reuse, Phase.generate, *((Phase.shrink,) if shrink else ())),
             verbosity=Verbosity.quiet,
             print_blob=False,
         )

@@ -25,7 +25,7 @@ from ..scenario import NESTED_OPS, Op, Scenario
 from ..sched import NmiSpec
 
 VCPUS = ("v0", "v1", "v2")
-VMS = ("vm0", "vm1")
+VMS = ("vm0", "vm0", "vm0", "vm1")  # mostly the VM the prefix creates
 BASIC = ("create_vcpu", "run_vcpu", "run_vcpu", "run_vcpu", "destroy_vm", "create_vm")
 RARE = ("cpu_offline", "cpu_online", "suspend", "module_unload", "module_load")
 TERMINAL = ("panic", "panic", "kexec", "reboot")
@@ -83,6 +83,41 @@ def faults() -> st.SearchStrategy[tuple[FaultSpec, ...]]:
     return st.lists(one, max_size=2).map(tuple)
 
 
+# Steps inside the primitives that change state another context can observe half-done:
+# the per-CPU list, the VMCS cache, CR4/PT, the crash bitmap.  An NMI between two of
+# their steps is where the interesting windows are.
+HOT_FUNCTIONS = frozenset(
+    {
+        "list_add",
+        "list_del",
+        "INIT_LIST_HEAD",
+        "vmcs_clear",
+        "vmcs_load",
+        "vmcs_read",
+        "vmcs_write",
+        "__loaded_vmcs_clear",
+        "loaded_vmcs_init",
+        "loaded_vmcs_clear",
+        "crash_enable_local_vmclear",
+        "crash_disable_local_vmclear",
+        "cr4_set_bits",
+        "cr4_clear_bits",
+        "kvm_cpu_vmxon",
+        "intel_pt_handle_vmx",
+        "smp_wmb",
+        "smp_rmb",
+        "vmx_vcpu_load_vmcs",
+        "alloc_loaded_vmcs",
+        "alloc_shadow_vmcs",
+        "__vmx_vcpu_run",
+        "vmx_vcpu_run",
+        "free_nested",
+        "kvm_cpu_vmxoff",
+        "ept_sync_global",
+    }
+)
+
+
 def nmi_points(base: Scenario, variants: tuple[str, ...]) -> list[tuple[int, str, int]]:
     """The ``(cpu, label, nth)`` steps every requested variant executes, in order."""
     traces = [
@@ -100,7 +135,7 @@ def scenarios(
     max_cpus: int = 4,
     nested: bool | None = None,
 ) -> Scenario:
-    cpus = draw(st.integers(1, max_cpus))
+    cpus = draw(st.sampled_from([c for c in (2, 1, 3, 4) if c <= max_cpus]))
     use_nested = draw(st.booleans()) if nested is None else nested
     config = Config(cpus=cpus, nested=use_nested)
     body = draw(ops(cpus, use_nested))
@@ -109,9 +144,11 @@ def scenarios(
     base = Scenario(body, config, schedule, (), injected)
     nmis: list[NmiSpec] = []
     points = nmi_points(base, variants)
+    hot = [p for p in points if p[1].split(":", 1)[0] in HOT_FUNCTIONS]
     if points:
-        for _ in range(draw(st.integers(0, 2))):
-            cpu, label, nth = draw(st.sampled_from(points))
+        for _ in range(draw(st.sampled_from((1, 2, 0)))):
+            pool = hot if hot and draw(st.integers(0, 3)) else points
+            cpu, label, nth = draw(st.sampled_from(pool))
             kind = draw(st.sampled_from(("panic", "panic", "benign")))
             nmis.append(NmiSpec(cpu, label, nth, kind))
     return Scenario(body, config, schedule, tuple(nmis), injected)

@@ -1,0 +1,157 @@
+"""Time to first detection of each known finding class: Hypothesis engine vs a naive
+baseline, over N seeds on one core, measured in the same run.
+
+The naive baseline draws the same op vocabulary uniformly at random and places NMIs at
+a uniformly random step label of the models (any label, any CPU, nth 1..3), without
+looking at what the scenario executes. The Hypothesis engine draws NMI points from the
+steps the scenario actually executes (trace-guided).
+
+    python benchmarks/time_to_detect.py --seeds 20 --cap 20
+
+Prints, per class, the median and spread (p25..p75) of seconds to first detection
+(a miss counts as the cap) and the naive/hypothesis ratio of medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from collections.abc import Callable
+
+from vmxfuzz.campaign import Hit, judge
+from vmxfuzz.engines.hypothesis_engine import hunt
+from vmxfuzz.kernel.state import Config
+from vmxfuzz.labels import known_labels
+from vmxfuzz.machine.faults import SITES, FaultSpec
+from vmxfuzz.scenario import NESTED_OPS, Op, Scenario
+from vmxfuzz.sched import NmiSpec
+
+# class name -> predicate over a hit
+CLASSES: dict[str, Callable[[Hit], bool]] = {
+    "fixed kexec-active-vmcs (seed window)": lambda h: h.cls == "fixed"
+    and h.invariant == "kexec-active-vmcs",
+    "fixed oops (VMXON fault)": lambda h: h.cls == "fixed" and h.site == "kvm_cpu_vmxon:vmxon",
+    "regression oops (crash walk)": lambda h: h.cls == "regression"
+    and h.site == "list_for_each_entry:load",
+    "shared oops (crash VMXOFF)": lambda h: h.cls == "shared" and h.site == "cpu_vmxoff:vmxoff",
+    "shared kexec-active-vmcs (shadow)": lambda h: h.cls == "shared"
+    and h.invariant == "kexec-active-vmcs"
+    and "shadow@" in h.site,
+}
+
+
+class Timer:
+    def __init__(self, cap: float) -> None:
+        self.start = time.monotonic()
+        self.cap = cap
+        self.first: dict[str, float] = {}
+
+    def see(self, hits: list[Hit]) -> None:
+        now = time.monotonic() - self.start
+        for h in hits:
+            for name, pred in CLASSES.items():
+                if name not in self.first and pred(h):
+                    self.first[name] = now
+
+    def done(self) -> bool:
+        return len(self.first) == len(CLASSES) or time.monotonic() - self.start > self.cap
+
+
+def naive_scenario(rng: random.Random, labels: list[str]) -> Scenario:
+    cpus = rng.randint(1, 4)
+    kinds = [
+        "module_load", "create_vm", "create_vcpu", "run_vcpu", "destroy_vm", "cpu_offline",
+        "cpu_online", "suspend", "module_unload", "panic", "kexec", "reboot", *NESTED_OPS,
+    ]
+    ops = []
+    for _ in range(rng.randint(1, 10)):
+        k = rng.choice(kinds)
+        cpu = rng.randrange(cpus)
+        par = rng.random() < 0.2
+        if k in ("create_vm", "destroy_vm"):
+            ops.append(Op(k, cpu, par, vm=rng.choice(["vm0", "vm1"])))
+        elif k == "create_vcpu":
+            ops.append(Op(k, cpu, par, vm=rng.choice(["vm0", "vm1"]), vcpu=rng.choice(["v0", "v1", "v2"])))
+        elif k == "run_vcpu" or k in NESTED_OPS:
+            ops.append(Op(k, cpu, par, vcpu=rng.choice(["v0", "v1", "v2"])))
+        elif k in ("cpu_offline", "cpu_online"):
+            if cpus > 1:
+                t = rng.randrange(1, cpus)
+                ops.append(Op(k, 0, par, target=t))
+        else:
+            ops.append(Op(k, cpu if k in ("panic", "kexec", "reboot") else 0, par))
+    nmis = tuple(
+        NmiSpec(rng.randrange(cpus), rng.choice(labels), rng.randint(1, 3),
+                rng.choice(["panic", "panic", "benign"]))
+        for _ in range(rng.randint(0, 2))
+    )
+    faults = tuple(
+        FaultSpec(s, rng.randint(1, 3), None, rng.choice(SITES[s][0]))
+        for s in rng.sample(sorted(SITES), rng.randint(0, 2))
+    )
+    sched = tuple(rng.randrange(cpus) for _ in range(rng.randint(0, 40)))
+    return Scenario(tuple(ops), Config(cpus=cpus, nested=rng.random() < 0.5), sched, nmis, faults)
+
+
+def run_naive(seed: int, cap: float) -> dict[str, float]:
+    rng = random.Random(seed)
+    labels = sorted(known_labels())
+    t = Timer(cap)
+    while not t.done():
+        t.see(judge(naive_scenario(rng, labels), "both"))
+    return t.first
+
+
+def run_hypothesis(seed: int, cap: float) -> dict[str, float]:
+    t = Timer(cap)
+
+    class Done(Exception):
+        pass
+
+    def new_hits(sc: Scenario) -> list[Hit]:
+        hits = judge(sc, "both")
+        t.see(hits)
+        return []  # keep generating: time-to-detect, not shrinking
+
+    budget = cap
+    hunt(new_hits, lambda h, s: None, variant="both", budget_s=budget, seed_value=seed,
+         database=None, round_examples=200, tick=lambda n: None)
+    return t.first
+
+
+def summarize(name: str, runs: list[dict[str, float]], cap: float) -> dict[str, tuple[float, float, float, int]]:
+    out = {}
+    for cls in CLASSES:
+        xs = sorted(r.get(cls, cap) for r in runs)
+        q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+        found = sum(1 for r in runs if cls in r)
+        out[cls] = (statistics.median(xs), q[0], q[2], found)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--cap", type=float, default=20.0, help="seconds per engine and seed")
+    args = ap.parse_args()
+    hyp, naive = [], []
+    for s in range(args.seeds):
+        hyp.append(run_hypothesis(s, args.cap))
+        naive.append(run_naive(s, args.cap))
+        print(f"seed {s}: hypothesis {sorted(hyp[-1])!s:.60} naive {len(naive[-1])} classes", flush=True)
+    h, n = summarize("hypothesis", hyp, args.cap), summarize("naive", naive, args.cap)
+    print(f"\ntime to first detection, {args.seeds} seeds, cap {args.cap:.0f}s (miss = cap)")
+    print(f"| class | hypothesis median [p25..p75] (found/seeds) | naive median [p25..p75] (found/seeds) | naive/hypothesis |")
+    print("|---|---|---|---|")
+    for cls in CLASSES:
+        hm, h1, h3, hf = h[cls]
+        nm, n1, n3, nf = n[cls]
+        ratio = nm / hm if hm > 0 else float("inf")
+        print(f"| {cls} | {hm:.2f}s [{h1:.2f}..{h3:.2f}] ({hf}/{args.seeds}) | "
+              f"{nm:.2f}s [{n1:.2f}..{n3:.2f}] ({nf}/{args.seeds}) | {ratio:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
