@@ -30,15 +30,17 @@ from vmxfuzz.sched import NmiSpec
 
 # class name -> predicate over a hit
 CLASSES: dict[str, Callable[[Hit], bool]] = {
-    "fixed kexec-active-vmcs (seed window)": lambda h: h.cls == "fixed"
-    and h.invariant == "kexec-active-vmcs",
+    "fixed kexec-active-vmcs (seed window)": lambda h: (
+        h.cls == "fixed" and h.invariant == "kexec-active-vmcs"
+    ),
     "fixed oops (VMXON fault)": lambda h: h.cls == "fixed" and h.site == "kvm_cpu_vmxon:vmxon",
-    "regression oops (crash walk)": lambda h: h.cls == "regression"
-    and h.site == "list_for_each_entry:load",
+    "regression oops (crash walk)": lambda h: (
+        h.cls == "regression" and h.site == "list_for_each_entry:load"
+    ),
     "shared oops (crash VMXOFF)": lambda h: h.cls == "shared" and h.site == "cpu_vmxoff:vmxoff",
-    "shared kexec-active-vmcs (shadow)": lambda h: h.cls == "shared"
-    and h.invariant == "kexec-active-vmcs"
-    and "shadow@" in h.site,
+    "shared kexec-active-vmcs (shadow)": lambda h: (
+        h.cls == "shared" and h.invariant == "kexec-active-vmcs" and "shadow@" in h.site
+    ),
 }
 
 
@@ -62,8 +64,19 @@ class Timer:
 def naive_scenario(rng: random.Random, labels: list[str]) -> Scenario:
     cpus = rng.randint(1, 4)
     kinds = [
-        "module_load", "create_vm", "create_vcpu", "run_vcpu", "destroy_vm", "cpu_offline",
-        "cpu_online", "suspend", "module_unload", "panic", "kexec", "reboot", *NESTED_OPS,
+        "module_load",
+        "create_vm",
+        "create_vcpu",
+        "run_vcpu",
+        "destroy_vm",
+        "cpu_offline",
+        "cpu_online",
+        "suspend",
+        "module_unload",
+        "panic",
+        "kexec",
+        "reboot",
+        *NESTED_OPS,
     ]
     ops = []
     for _ in range(rng.randint(1, 10)):
@@ -73,7 +86,9 @@ def naive_scenario(rng: random.Random, labels: list[str]) -> Scenario:
         if k in ("create_vm", "destroy_vm"):
             ops.append(Op(k, cpu, par, vm=rng.choice(["vm0", "vm1"])))
         elif k == "create_vcpu":
-            ops.append(Op(k, cpu, par, vm=rng.choice(["vm0", "vm1"]), vcpu=rng.choice(["v0", "v1", "v2"])))
+            ops.append(
+                Op(k, cpu, par, vm=rng.choice(["vm0", "vm1"]), vcpu=rng.choice(["v0", "v1", "v2"]))
+            )
         elif k == "run_vcpu" or k in NESTED_OPS:
             ops.append(Op(k, cpu, par, vcpu=rng.choice(["v0", "v1", "v2"])))
         elif k in ("cpu_offline", "cpu_online"):
@@ -83,8 +98,12 @@ def naive_scenario(rng: random.Random, labels: list[str]) -> Scenario:
         else:
             ops.append(Op(k, cpu if k in ("panic", "kexec", "reboot") else 0, par))
     nmis = tuple(
-        NmiSpec(rng.randrange(cpus), rng.choice(labels), rng.randint(1, 3),
-                rng.choice(["panic", "panic", "benign"]))
+        NmiSpec(
+            rng.randrange(cpus),
+            rng.choice(labels),
+            rng.randint(1, 3),
+            rng.choice(["panic", "panic", "benign"]),
+        )
         for _ in range(rng.randint(0, 2))
     )
     faults = tuple(
@@ -107,21 +126,28 @@ def run_naive(seed: int, cap: float) -> dict[str, float]:
 def run_hypothesis(seed: int, cap: float) -> dict[str, float]:
     t = Timer(cap)
 
-    class Done(Exception):
-        pass
-
     def new_hits(sc: Scenario) -> list[Hit]:
         hits = judge(sc, "both")
         t.see(hits)
         return []  # keep generating: time-to-detect, not shrinking
 
     budget = cap
-    hunt(new_hits, lambda h, s: None, variant="both", budget_s=budget, seed_value=seed,
-         database=None, round_examples=200, tick=lambda n: None)
+    hunt(
+        new_hits,
+        lambda h, s: None,
+        variant="both",
+        budget_s=budget,
+        seed_value=seed,
+        database=None,
+        round_examples=200,
+        tick=lambda n: None,
+    )
     return t.first
 
 
-def summarize(name: str, runs: list[dict[str, float]], cap: float) -> dict[str, tuple[float, float, float, int]]:
+def summarize(
+    name: str, runs: list[dict[str, float]], cap: float
+) -> dict[str, tuple[float, float, float, int]]:
     out = {}
     for cls in CLASSES:
         xs = sorted(r.get(cls, cap) for r in runs)
@@ -140,17 +166,25 @@ def main() -> None:
     for s in range(args.seeds):
         hyp.append(run_hypothesis(s, args.cap))
         naive.append(run_naive(s, args.cap))
-        print(f"seed {s}: hypothesis {sorted(hyp[-1])!s:.60} naive {len(naive[-1])} classes", flush=True)
+        print(
+            f"seed {s}: hypothesis {sorted(hyp[-1])!s:.60} naive {len(naive[-1])} classes",
+            flush=True,
+        )
     h, n = summarize("hypothesis", hyp, args.cap), summarize("naive", naive, args.cap)
     print(f"\ntime to first detection, {args.seeds} seeds, cap {args.cap:.0f}s (miss = cap)")
-    print(f"| class | hypothesis median [p25..p75] (found/seeds) | naive median [p25..p75] (found/seeds) | naive/hypothesis |")
+    print(
+        "| class | hypothesis median [p25..p75] (found/seeds) "
+        "| naive median [p25..p75] (found/seeds) | naive/hypothesis |"
+    )
     print("|---|---|---|---|")
     for cls in CLASSES:
         hm, h1, h3, hf = h[cls]
         nm, n1, n3, nf = n[cls]
         ratio = nm / hm if hm > 0 else float("inf")
-        print(f"| {cls} | {hm:.2f}s [{h1:.2f}..{h3:.2f}] ({hf}/{args.seeds}) | "
-              f"{nm:.2f}s [{n1:.2f}..{n3:.2f}] ({nf}/{args.seeds}) | {ratio:.1f}x |")
+        print(
+            f"| {cls} | {hm:.2f}s [{h1:.2f}..{h3:.2f}] ({hf}/{args.seeds}) | "
+            f"{nm:.2f}s [{n1:.2f}..{n3:.2f}] ({nf}/{args.seeds}) | {ratio:.1f}x |"
+        )
 
 
 if __name__ == "__main__":
