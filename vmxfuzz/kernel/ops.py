@@ -102,8 +102,8 @@ def op_create_vcpu(k: Any, vm: str, vcpu: str) -> Flow:
     return r
 
 
-def op_run_vcpu(k: Any, vcpu: str) -> Flow:
-    """``ioctl(KVM_RUN)`` on this CPU: loading here is how a vCPU migrates."""
+def _vcpu_ioctl(k: Any, vcpu: str, body: Any) -> Flow:
+    """A vCPU ioctl: fdget (the VM file stays alive), ``vcpu->mutex``, then ``body``."""
     yield "kvm_vcpu_ioctl:fdget"
     v = k.vcpus.get(vcpu)
     if v is None or k.vms.get(v.vm.name) is not v.vm:
@@ -112,11 +112,16 @@ def op_run_vcpu(k: Any, vcpu: str) -> Flow:
     kvm.users += 1
     try:
         yield from k.f.mutex_lock_vcpu(k, v)
-        r = yield from k.f.kvm_arch_vcpu_ioctl_run(k, v)
+        r = yield from body(v)
         yield from k.f.mutex_unlock_vcpu(k, v)
     finally:
-        kvm.users -= 1
+        kvm.users -= 1  # fdput, also when the task dies in an oops
     return r
+
+
+def op_run_vcpu(k: Any, vcpu: str) -> Flow:
+    """``ioctl(KVM_RUN)`` on this CPU: loading here is how a vCPU migrates."""
+    return (yield from _vcpu_ioctl(k, vcpu, lambda v: k.f.kvm_arch_vcpu_ioctl_run(k, v)))
 
 
 L1_EXITS = {
@@ -130,25 +135,18 @@ L1_EXITS = {
 }
 
 
-def op_nested(k: Any, vcpu: str, exit: str) -> Flow:
-    """``KVM_RUN`` where the guest exits with a VMX instruction (or L2 exits):
-    load the vCPU here, emulate, and re-enter the guest (L1 on vmcs01, L2 on vmcs02)."""
-    yield "kvm_vcpu_ioctl:fdget"
-    v = k.vcpus.get(vcpu)
-    if v is None or k.vms.get(v.vm.name) is not v.vm:
-        return ENOENT
-    kvm = v.vm
-    kvm.users += 1
-    try:
-        yield from k.f.mutex_lock_vcpu(k, v)
-        yield from k.f.vcpu_load(k, v)
-        r = yield from L1_EXITS[exit](k, v)
-        yield from k.f.vcpu_enter_guest(k, v)
-        yield from k.f.vcpu_put(k, v)
-        yield from k.f.mutex_unlock_vcpu(k, v)
-    finally:
-        kvm.users -= 1
+def nested_exit_ioctl_run(k: Any, v: Any, exit: str) -> Flow:
+    """``KVM_RUN`` where the guest exits with a VMX instruction (or L2 exits): load
+    the vCPU here, emulate, and re-enter the guest (L1 on vmcs01, L2 on vmcs02)."""
+    yield from k.f.vcpu_load(k, v)
+    r = yield from L1_EXITS[exit](k, v)
+    yield from k.f.vcpu_enter_guest(k, v)
+    yield from k.f.vcpu_put(k, v)
     return r
+
+
+def op_nested(k: Any, vcpu: str, exit: str) -> Flow:
+    return (yield from _vcpu_ioctl(k, vcpu, lambda v: k.f.nested_exit_ioctl_run(k, v, exit)))
 
 
 def cpu_bringup(k: Any) -> Flow:
