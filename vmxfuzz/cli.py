@@ -29,7 +29,7 @@ def _scenario_files(paths: list[str]) -> list[Path]:
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            found = sorted(path.rglob("*.json"))
+            found = sorted(p for p in path.rglob("*.json") if not p.name.startswith("."))
             if not found:
                 raise BadInput(f"{path}: (directory): no *.json scenario files")
             files += found
@@ -40,13 +40,25 @@ def _scenario_files(paths: list[str]) -> list[Path]:
     return files
 
 
+def load_any(path: Path) -> Scenario:
+    """A ``.json`` file is a scenario; anything else is a libFuzzer input (decoded)."""
+    if path.suffix == ".json":
+        return load(path)
+    from .fuzz.decoder import decode
+
+    try:
+        return decode(path.read_bytes())
+    except OSError as e:
+        raise BadInput(f"{path}: (file): cannot read: {e}") from None
+
+
 def _variants(choice: str) -> list[str]:
     return ["reference", "patched"] if choice == "both" else [choice]
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     files = _scenario_files(args.scenario)
-    scenarios: list[tuple[Path, Scenario]] = [(f, load(f)) for f in files]  # validate all first
+    scenarios: list[tuple[Path, Scenario]] = [(f, load_any(f)) for f in files]  # all first
     found = False
     docs: list[dict[str, Any]] = []
     show_trace = args.trace if args.trace is not None else len(scenarios) == 1
@@ -112,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_replay)
 
     f = sub.add_parser("fuzz", help="run a fuzzing campaign")
-    f.add_argument("--engine", choices=["hypothesis"], default="hypothesis")
+    f.add_argument("--engine", choices=["hypothesis", "atheris"], default="hypothesis")
     f.add_argument("--variant", choices=["reference", "patched", "both"], default="both")
     f.add_argument("--time", type=float, default=60.0, help="budget in seconds (default 60)")
     f.add_argument("--seed", type=int, default=0)
@@ -126,6 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="force nested VMX operations on/off (default: both kinds of scenario)",
     )
     f.set_defaults(func=cmd_fuzz)
+
+    f.add_argument(
+        "--fail-on",
+        default="",
+        help="atheris: comma-separated classes that stop the run (default: none)",
+    )
+
+    d = sub.add_parser("decode", help="write the scenario a libFuzzer input stands for")
+    d.add_argument("input", help="a corpus entry or crash artifact")
+    d.add_argument("-o", "--output", help="scenario file to write (default: stdout)")
+    d.set_defaults(func=cmd_decode)
+
+    e = sub.add_parser("encode", help="turn scenario files into libFuzzer corpus entries")
+    e.add_argument("scenario", nargs="+")
+    e.add_argument("-o", "--output-dir", required=True)
+    e.set_defaults(func=cmd_encode)
 
     pr = sub.add_parser("promote", help="keep a finding as a pytest regression test")
     pr.add_argument("finding", help="a reproducer written by `vmxfuzz fuzz`")
@@ -154,7 +182,44 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         workers=args.workers,
         as_json=args.json,
         nested=args.nested,
+        fail_on=args.fail_on,
     )
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    path = Path(args.input)
+    if path.suffix == ".json":
+        raise BadInput(f"{path}: (file): already a scenario file")
+    if not path.is_file():
+        raise BadInput(f"{path}: (file): no such file")
+    sc = load_any(path)
+    if args.output:
+        from .scenario import save
+
+        save(sc, args.output)
+    else:
+        sys.stdout.write(sc.dumps())
+    return EXIT_CLEAN
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import hashlib
+
+    from .atomic import write_bytes_atomic
+    from .fuzz.decoder import Unencodable, encode
+
+    scs = [(f, load(f)) for f in _scenario_files(args.scenario)]
+    out = Path(args.output_dir)
+    for f, sc in scs:
+        try:
+            data = encode(sc)
+        except Unencodable as e:
+            print(f"skipped {f}: {e}", file=sys.stderr)
+            continue
+        name = f"{f.stem}-{hashlib.sha1(data).hexdigest()[:8]}"
+        write_bytes_atomic(out / name, data)
+        print(out / name)
+    return EXIT_CLEAN
 
 
 def cmd_promote(args: argparse.Namespace) -> int:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import queue
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 from .atomic import write_text_atomic
 from .campaign import Campaign, Hit, Key, judge
 from .differential import run_both
-from .scenario import Scenario, from_json, load
+from .scenario import Scenario, ScenarioError, from_json, load
 
 _last_line = [0.0]
 
@@ -80,6 +82,73 @@ def _worker(args: tuple[int, str, float, str, Any, list[Key], bool | None]) -> N
     out_q.put(("done", seed_value, n))
 
 
+def merge_pending(c: Campaign) -> None:
+    """Fold the harness' dropped scenarios into the campaign (minimise, record)."""
+    pending = c.out / ".pending"
+    for path in sorted(pending.glob("*.json")) if pending.is_dir() else []:
+        try:
+            sc = load(path)
+        except ScenarioError:
+            path.unlink(missing_ok=True)  # a torn file cannot exist; a foreign one is dropped
+            continue
+        for hit in c.new_hits(sc):
+            c.record(hit, sc)
+        path.unlink(missing_ok=True)
+
+
+def _atheris_execs(out: Path) -> int:
+    total = 0
+    for p in (out / ".stats").glob("*.json"):
+        try:
+            total += int(json.loads(p.read_text())["execs"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return total
+
+
+def fuzz_atheris(
+    c: Campaign, *, budget: float, seed_value: int, workers: int, fail_on: str, quiet: bool
+) -> None:
+    """Run ``python -m vmxfuzz.fuzz`` (libFuzzer) and merge what it drops, as it runs."""
+    out = c.out
+    corpus = out / "corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    seeds = Path("corpora") / "seed"
+    if not any(corpus.iterdir()) and seeds.is_dir():
+        for p in seeds.iterdir():
+            if p.is_file():
+                (corpus / p.name).write_bytes(p.read_bytes())
+    (out / "artifacts").mkdir(exist_ok=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "vmxfuzz.fuzz",
+        f"-max_total_time={max(1, int(budget))}",
+        f"-seed={seed_value}",
+        f"-artifact_prefix={out / 'artifacts'}/",
+        "-print_final_stats=1",
+    ]
+    if workers > 1:
+        cmd += [f"-fork={workers}", "-ignore_crashes=1"]
+    cmd.append(str(corpus))
+    env = dict(os.environ)
+    env.update(VMXFUZZ_OUT=str(out), VMXFUZZ_VARIANT=c.variant, VMXFUZZ_FAIL_ON=fail_on)
+    with open(out / "atheris.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
+        try:
+            while proc.poll() is None:
+                merge_pending(c)
+                c.examples = _atheris_execs(out)
+                _progress(c, budget, c.examples, quiet)
+                time.sleep(0.5)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    merge_pending(c)
+    c.examples = _atheris_execs(out)
+
+
 def fuzz(
     *,
     engine: str,
@@ -90,14 +159,24 @@ def fuzz(
     workers: int,
     as_json: bool,
     nested: bool | None = None,
+    fail_on: str = "",
 ) -> int:
-    if engine != "hypothesis":
+    if engine not in ("hypothesis", "atheris"):
         raise ValueError(f"unknown engine {engine!r}")
     c = Campaign(out=out, variant=variant, engine=engine, seed=seed_value)
     c.write_summary()
     quiet = as_json
     db = out / ".hypothesis"
-    if workers <= 1:
+    if engine == "atheris":
+        fuzz_atheris(
+            c,
+            budget=budget,
+            seed_value=seed_value,
+            workers=workers,
+            fail_on=fail_on,
+            quiet=quiet,
+        )
+    elif workers <= 1:
         from .engines.hypothesis_engine import hunt
 
         last = [0.0]

@@ -1,0 +1,87 @@
+"""The libFuzzer harness: ``TestOneInput(data)`` decodes and judges one scenario.
+
+Options come from the environment (inherited by libFuzzer's ``-fork``/``-jobs``
+children, which re-run the same command line):
+
+* ``VMXFUZZ_VARIANT``: ``both`` (default), ``reference`` or ``patched``;
+* ``VMXFUZZ_OUT``: findings directory (default ``findings``); each process drops the
+  first scenario of every new finding into ``OUT/.pending/`` (atomically), where
+  ``vmxfuzz fuzz --engine atheris`` minimises and merges them into ``summary.json``;
+* ``VMXFUZZ_FAIL_ON``: comma-separated classes that stop the run as a crash (libFuzzer
+  then saves the input as ``crash-<sha1>``), e.g. ``regression,shared``.  Default:
+  ``regression`` under ``python -m vmxfuzz.fuzz`` (a reviewer wants new regressions to
+  stop the run) and empty under ``vmxfuzz fuzz`` (count and save everything, run for
+  the whole budget).  Only findings not already in ``OUT/summary.json`` stop a run, so
+  a campaign is never halted forever by a known finding.
+
+The harness raises only to report a finding; a decoding problem cannot happen (the
+decoder is total) and a model crash is a tool error, raised as such.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import atheris
+
+with atheris.instrument_imports(include=["vmxfuzz"]):
+    from vmxfuzz.atomic import write_text_atomic
+    from vmxfuzz.campaign import Key, judge, slug
+    from vmxfuzz.fuzz.decoder import decode
+
+VARIANT = os.environ.get("VMXFUZZ_VARIANT", "both")
+OUT = Path(os.environ.get("VMXFUZZ_OUT", "findings"))
+FAIL_ON = {c for c in os.environ.get("VMXFUZZ_FAIL_ON", "regression").split(",") if c}
+
+
+class Finding(Exception):
+    """A new finding in a class listed in ``VMXFUZZ_FAIL_ON``: stops libFuzzer."""
+
+
+def _known() -> set[Key]:
+    try:
+        doc = json.loads((OUT / "summary.json").read_text())
+        return {(f["class"], f["invariant"], f["site"]) for f in doc.get("findings", [])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+SEEN: set[Key] = _known()
+STATS = {"execs": 0, "last": 0.0}
+
+
+def _stats() -> None:
+    now = time.monotonic()
+    if now - STATS["last"] < 1.0:
+        return
+    STATS["last"] = now
+    write_text_atomic(OUT / ".stats" / f"{os.getpid()}.json", json.dumps({"execs": STATS["execs"]}))
+
+
+def TestOneInput(data: bytes) -> None:  # noqa: N802 - libFuzzer's name
+    STATS["execs"] += 1
+    sc = decode(data)
+    hits = judge(sc, VARIANT)
+    stop = []
+    for h in hits:
+        if h.key in SEEN:
+            continue
+        SEEN.add(h.key)
+        digest = hashlib.sha1(data).hexdigest()[:12]
+        write_text_atomic(OUT / ".pending" / f"{slug(h.key)}-{digest}.json", sc.dumps())
+        if h.cls in FAIL_ON:
+            stop.append(h)
+    _stats()
+    if stop:
+        h = stop[0]
+        raise Finding(f"{h.cls} {h.invariant} at {h.site} ({h.variant}): {h.explanation}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    atheris.Setup(list(sys.argv if argv is None else argv), TestOneInput)
+    atheris.Fuzz()

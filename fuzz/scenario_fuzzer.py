@@ -1,0 +1,12 @@
+"""ClusterFuzzLite/OSS-Fuzz entry point (``*_fuzzer.py``, built by
+``compile_python_fuzzer``): the same harness as ``python -m vmxfuzz.fuzz``."""
+
+import sys
+
+import atheris
+
+from vmxfuzz.fuzz.harness import TestOneInput
+
+if __name__ == "__main__":
+    atheris.Setup(sys.argv, TestOneInput)
+    atheris.Fuzz()

@@ -1,0 +1,84 @@
+"""The libFuzzer byte decoder: total, deterministic, exactly invertible on the corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from vmxfuzz.fuzz.decoder import Unencodable, canonical, decode, encode
+
+from vmxfuzz.campaign import keys
+from vmxfuzz.cli import main
+from vmxfuzz.engines.strategies import scenarios
+from vmxfuzz.scenario import Scenario, from_json, load
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = sorted((ROOT / "examples").glob("*.json")) + sorted(
+    (ROOT / "tests" / "regressions").glob("*.json")
+)
+CORPUS = ROOT / "corpora" / "seed"
+
+
+@given(st.binary(max_size=300))
+def test_every_byte_string_decodes_to_a_valid_scenario(data: bytes) -> None:
+    sc = decode(data)
+    assert from_json(sc.to_json()) == sc  # valid by the file format's own rules
+    assert decode(data) == sc  # deterministic
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_shipped_scenarios_encode_exactly(path: Path) -> None:
+    sc = load(path)
+    back = decode(encode(sc))
+    assert back == canonical(sc)
+    assert keys(back, "both") == keys(sc, "both")
+
+
+@given(scenarios())
+def test_generated_scenarios_round_trip_when_encodable(sc: Scenario) -> None:
+    try:
+        data = encode(sc)
+    except Unencodable:
+        return
+    assert decode(data) == canonical(sc)
+
+
+def test_seed_corpus_holds_every_shipped_scenario() -> None:
+    entries = {p.name.rsplit("-", 1)[0] for p in CORPUS.iterdir()}
+    assert {p.stem for p in SCENARIOS} <= entries
+
+
+@pytest.mark.parametrize("entry", sorted(CORPUS.iterdir()), ids=lambda p: p.name)
+def test_corpus_entries_decode_to_their_scenario(entry: Path) -> None:
+    stem = entry.name.rsplit("-", 1)[0]
+    src = next(p for p in SCENARIOS if p.stem == stem)
+    assert decode(entry.read_bytes()) == canonical(load(src))
+
+
+def test_truncated_and_corrupt_inputs_still_decode() -> None:
+    data = (CORPUS / next(iter(sorted(p.name for p in CORPUS.iterdir())))).read_bytes()
+    for cut in range(len(data) + 1):
+        decode(data[:cut])
+    decode(bytes(reversed(data)))
+    decode(b"\xff" * 1000)
+
+
+def test_replay_accepts_an_artifact_and_decode_writes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed = next(p for p in CORPUS.iterdir() if p.name.startswith("seed-nmi-in-list-add"))
+    art = tmp_path / "crash-0123"
+    art.write_bytes(seed.read_bytes())
+    assert main(["replay", str(art), "--no-trace"]) == 1
+    assert "FINDING fixed: kexec-active-vmcs" in capsys.readouterr().out
+    out = tmp_path / "decoded.json"
+    assert main(["decode", str(art), "-o", str(out)]) == 0
+    assert load(out) == decode(seed.read_bytes())
+
+
+def test_encode_command_writes_corpus_entries(tmp_path: Path) -> None:
+    assert main(["encode", str(ROOT / "examples" / "vmxon-gp.json"), "-o", str(tmp_path)]) == 0
+    (entry,) = tmp_path.iterdir()
+    assert decode(entry.read_bytes()) == canonical(load(ROOT / "examples" / "vmxon-gp.json"))

@@ -1,0 +1,82 @@
+"""The atheris harness and the atheris campaign (skipped without atheris)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+atheris = pytest.importorskip("atheris")
+
+from vmxfuzz.campaign import keys  # noqa: E402
+from vmxfuzz.fuzzcmd import fuzz  # noqa: E402
+from vmxfuzz.scenario import load  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "corpora" / "seed"
+
+
+def _entry(prefix: str) -> bytes:
+    return next(p for p in CORPUS.iterdir() if p.name.startswith(prefix)).read_bytes()
+
+
+def _run(code: str, out: Path, fail_on: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, VMXFUZZ_OUT=str(out), VMXFUZZ_FAIL_ON=fail_on)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+
+
+def test_harness_saves_new_findings_and_raises_only_on_fail_on(tmp_path: Path) -> None:
+    code = (
+        "from vmxfuzz.fuzz.harness import TestOneInput\n"
+        f"TestOneInput({_entry('seed-nmi-in-list-add')!r})\n"
+        f"TestOneInput({_entry('clean-vcpu-migration')!r})\n"
+        "print('survived')\n"
+    )
+    p = _run(code, tmp_path, "regression")
+    assert p.returncode == 0 and "survived" in p.stdout  # `fixed` is counted, not fatal
+    (pending,) = (tmp_path / ".pending").iterdir()
+    assert ("fixed", "kexec-active-vmcs", "machine_kexec:vmcs@list_add:publish") in keys(
+        load(pending), "both"
+    )
+    p = _run(code.replace("'seed-nmi", "'x"), tmp_path / "b", "fixed")
+    assert p.returncode != 0 and "Finding: fixed kexec-active-vmcs" in p.stderr
+
+
+def test_libfuzzer_command_line_runs(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "seed").write_bytes(_entry("clean-orderly-kexec"))
+    env = dict(os.environ, VMXFUZZ_OUT=str(tmp_path / "out"), VMXFUZZ_FAIL_ON="")
+    p = subprocess.run(
+        [sys.executable, "-m", "vmxfuzz.fuzz", "-runs=200", "-seed=1", str(corpus)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "Done 200 runs" in p.stderr
+
+
+def test_atheris_campaign_merges_into_summary(tmp_path: Path) -> None:
+    code = fuzz(
+        engine="atheris",
+        variant="both",
+        budget=6,
+        seed_value=2,
+        out=tmp_path,
+        workers=1,
+        as_json=True,
+    )
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    assert code == (1 if doc["findings"] else 0)
+    assert doc["examples"] > 0
+    assert not list((tmp_path / ".pending").glob("*.json")), "everything pending was merged"
+    for f in doc["findings"]:
+        assert (f["class"], f["invariant"], f["site"]) in keys(load(f["reproducer"]), "both")
