@@ -1,12 +1,13 @@
-"""Time to first detection of each known finding class: Hypothesis engine vs a naive
-baseline, over N seeds on one core, measured in the same run.
+"""Time to first detection of each known finding class: the Hypothesis engine, the
+atheris engine (libFuzzer, empty corpus) and a naive baseline, over N seeds on one
+core, measured in the same run.
 
 The naive baseline draws the same op vocabulary uniformly at random and places NMIs at
 a uniformly random step label of the models (any label, any CPU, nth 1..3), without
 looking at what the scenario executes. The Hypothesis engine draws NMI points from the
 steps the scenario actually executes (trace-guided).
 
-    python benchmarks/time_to_detect.py --seeds 20 --cap 20
+    python benchmarks/time_to_detect.py --seeds 20 --cap 20 [--engines hypothesis,naive,atheris]
 
 Prints, per class, the median and spread (p25..p75) of seconds to first detection
 (a miss counts as the cap) and the naive/hypothesis ratio of medians.
@@ -145,6 +146,49 @@ def run_hypothesis(seed: int, cap: float) -> dict[str, float]:
     return t.first
 
 
+def run_atheris(seed: int, cap: float) -> dict[str, float]:
+    """libFuzzer from an empty corpus; a finding's time is its first drop's mtime."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from vmxfuzz.scenario import load
+
+    tmp = Path(tempfile.mkdtemp())
+    (tmp / "corpus").mkdir()
+    env = dict(os.environ, VMXFUZZ_OUT=str(tmp), VMXFUZZ_FAIL_ON="")
+    t0 = time.time()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vmxfuzz.fuzz",
+            f"-max_total_time={int(cap)}",
+            f"-seed={seed + 1}",
+            str(tmp / "corpus"),
+        ],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    first: dict[str, float] = {}
+    for p in sorted((tmp / ".pending").glob("*.json"), key=lambda p: p.stat().st_mtime):
+        at = p.stat().st_mtime - t0
+        for h in judge(load(p), "both"):
+            for name, pred in CLASSES.items():
+                if name not in first and pred(h):
+                    first[name] = at
+    execs = sum(json.loads(p.read_text())["execs"] for p in (tmp / ".stats").glob("*.json"))
+    EXEC_RATE.append(execs / cap)
+    return first
+
+
+EXEC_RATE: list[float] = []
+
+
 def summarize(
     name: str, runs: list[dict[str, float]], cap: float
 ) -> dict[str, tuple[float, float, float, int]]:
@@ -161,30 +205,35 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--cap", type=float, default=20.0, help="seconds per engine and seed")
+    ap.add_argument("--engines", default="hypothesis,naive")
     args = ap.parse_args()
-    hyp, naive = [], []
+    engines = {"hypothesis": run_hypothesis, "naive": run_naive, "atheris": run_atheris}
+    names = args.engines.split(",")
+    runs: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     for s in range(args.seeds):
-        hyp.append(run_hypothesis(s, args.cap))
-        naive.append(run_naive(s, args.cap))
-        print(
-            f"seed {s}: hypothesis {sorted(hyp[-1])!s:.60} naive {len(naive[-1])} classes",
-            flush=True,
-        )
-    h, n = summarize("hypothesis", hyp, args.cap), summarize("naive", naive, args.cap)
+        for n in names:
+            runs[n].append(engines[n](s, args.cap))
+        print(f"seed {s}: " + ", ".join(f"{n} {len(runs[n][-1])}" for n in names), flush=True)
     print(f"\ntime to first detection, {args.seeds} seeds, cap {args.cap:.0f}s (miss = cap)")
+    base = names[0]
     print(
-        "| class | hypothesis median [p25..p75] (found/seeds) "
-        "| naive median [p25..p75] (found/seeds) | naive/hypothesis |"
+        "| class | "
+        + " | ".join(f"{n} median [p25..p75] (found)" for n in names)
+        + " | "
+        + " | ".join(f"{n}/{base}" for n in names[1:])
+        + " |"
     )
-    print("|---|---|---|---|")
+    print("|---|" + "---|" * (2 * len(names) - 1))
+    table = {n: summarize(n, runs[n], args.cap) for n in names}
     for cls in CLASSES:
-        hm, h1, h3, hf = h[cls]
-        nm, n1, n3, nf = n[cls]
-        ratio = nm / hm if hm > 0 else float("inf")
-        print(
-            f"| {cls} | {hm:.2f}s [{h1:.2f}..{h3:.2f}] ({hf}/{args.seeds}) | "
-            f"{nm:.2f}s [{n1:.2f}..{n3:.2f}] ({nf}/{args.seeds}) | {ratio:.1f}x |"
-        )
+        cells = []
+        for n in names:
+            m, q1, q3, found = table[n][cls]
+            cells.append(f"{m:.2f}s [{q1:.2f}..{q3:.2f}] ({found}/{args.seeds})")
+        ratios = [f"{table[n][cls][0] / table[base][cls][0]:.1f}x" for n in names[1:]]
+        print(f"| {cls} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    if EXEC_RATE:
+        print(f"\natheris harness: {statistics.median(EXEC_RATE):.0f} execs/s (median over seeds)")
 
 
 if __name__ == "__main__":
