@@ -47,7 +47,7 @@ class Reader:
     data: bytes
     pos: int = 0
 
-    def int(self, lo: int, hi: int) -> int:
+    def number(self, lo: int, hi: int) -> int:
         """One byte, always (even for a one-value range), so the layout is fixed."""
         b = self.data[self.pos] if self.pos < len(self.data) else 0
         self.pos += 1
@@ -55,7 +55,7 @@ class Reader:
 
     def big(self, n: int) -> int:
         """An index in ``range(n)`` from two bytes (n may exceed 256)."""
-        hi, lo = self.int(0, 255), self.int(0, 255)
+        hi, lo = self.number(0, 255), self.number(0, 255)
         return (hi * 256 + lo) % n if n else 0
 
 
@@ -68,10 +68,10 @@ def _nmi_points(sc: Scenario) -> list[tuple[int, str, int]]:
 def decode(data: bytes) -> Scenario:
     """The scenario a byte string stands for.  Total: never raises."""
     r = Reader(bytes(data))
-    cpus = r.int(1, 4)
-    flags = r.int(0, 255)
-    bios = r.int(0, 255)
-    offline = r.int(0, 255)
+    cpus = r.number(1, 4)
+    flags = r.number(0, 255)
+    bios = r.number(0, 255)
+    offline = r.number(0, 255)
     config = Config(
         cpus=cpus,
         nested=bool(flags & 1),
@@ -81,19 +81,19 @@ def decode(data: bytes) -> Scenario:
         bios_disabled=tuple(c for c in range(cpus) if bios >> c & 1),
         offline=tuple(c for c in range(1, cpus) if offline >> c & 1),
     )
-    prefix = r.int(0, 3)
+    prefix = r.number(0, 3)
     ops: list[Op] = []
     if prefix & 1:
         ops.append(Op("module_load"))
     if prefix & 2:
         ops.append(Op("create_vm", vm="vm0"))
-    for _ in range(r.int(0, MAX_OPS)):
-        kind = KINDS[r.int(0, len(KINDS) - 1)]
-        cpu = r.int(0, cpus - 1)
-        parallel = r.int(0, 1) == 1 and bool(ops)
-        vm = VMS[r.int(0, len(VMS) - 1)]
-        vcpu = VCPUS[r.int(0, len(VCPUS) - 1)]
-        target = r.int(0, cpus - 1)
+    for _ in range(r.number(0, MAX_OPS)):
+        kind = KINDS[r.number(0, len(KINDS) - 1)]
+        cpu = r.number(0, cpus - 1)
+        parallel = r.number(0, 1) == 1 and bool(ops)
+        vm = VMS[r.number(0, len(VMS) - 1)]
+        vcpu = VCPUS[r.number(0, len(VCPUS) - 1)]
+        target = r.number(0, cpus - 1)
         need = OPS[kind]
         if "target" in need:
             if cpus < 2:
@@ -111,21 +111,21 @@ def decode(data: bytes) -> Scenario:
             )
         )
     faults = []
-    for _ in range(r.int(0, MAX_FAULTS)):
-        site = SITE_NAMES[r.int(0, len(SITE_NAMES) - 1)]
-        nth = r.int(1, 4)
+    for _ in range(r.number(0, MAX_FAULTS)):
+        site = SITE_NAMES[r.number(0, len(SITE_NAMES) - 1)]
+        nth = r.number(1, 4)
         kinds = SITES[site][0]
-        kind = kinds[r.int(0, len(kinds) - 1)]
-        where = r.int(0, cpus)  # 0: any CPU, else CPU where-1
+        kind = kinds[r.number(0, len(kinds) - 1)]
+        where = r.number(0, cpus)  # 0: any CPU, else CPU where-1
         faults.append(FaultSpec(site, nth, where - 1 if where else None, kind))
-    schedule = tuple(r.int(0, cpus - 1) for _ in range(r.int(0, MAX_SCHED)))
+    schedule = tuple(r.number(0, cpus - 1) for _ in range(r.number(0, MAX_SCHED)))
     base = Scenario(tuple(ops), config, schedule, (), tuple(faults))
     nmis: list[NmiSpec] = []
-    n = r.int(0, MAX_NMIS)
+    n = r.number(0, MAX_NMIS)
     points = _nmi_points(base) if n else []
     for _ in range(n):
-        mode = r.int(0, 1)
-        kind = NMI_KINDS[r.int(0, 1)]
+        mode = r.number(0, 1)
+        kind = NMI_KINDS[r.number(0, 1)]
         if mode == 0:
             i = r.big(len(points))
             if points:
@@ -133,7 +133,7 @@ def decode(data: bytes) -> Scenario:
                 nmis.append(NmiSpec(cpu, label, nth, kind))
         else:
             label = labels()[r.big(len(labels()))]
-            nmis.append(NmiSpec(r.int(0, cpus - 1), label, r.int(1, 4), kind))
+            nmis.append(NmiSpec(r.number(0, cpus - 1), label, r.number(1, 4), kind))
     return replace(base, nmis=tuple(nmis))
 
 

@@ -63,7 +63,7 @@ def _stats() -> None:
     write_text_atomic(OUT / ".stats" / f"{os.getpid()}.json", json.dumps({"execs": STATS["execs"]}))
 
 
-def TestOneInput(data: bytes) -> None:  # noqa: N802 - libFuzzer's name
+def TestOneInput(data: bytes) -> None:
     STATS["execs"] += 1
     sc = decode(data)
     hits = judge(sc, VARIANT)

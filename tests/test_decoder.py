@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from vmxfuzz.fuzz.decoder import Unencodable, canonical, decode, encode
 
 from vmxfuzz.campaign import keys
 from vmxfuzz.cli import main
 from vmxfuzz.engines.strategies import scenarios
+from vmxfuzz.fuzz.decoder import Unencodable, canonical, decode, encode
 from vmxfuzz.scenario import Scenario, from_json, load
 
 ROOT = Path(__file__).resolve().parent.parent
