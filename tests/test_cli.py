@@ -113,10 +113,31 @@ def test_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert "/nonexistent/x.json" in capsys.readouterr().err
 
 
-def test_unknown_variant_is_a_usage_error() -> None:
-    with pytest.raises(SystemExit) as e:
-        main(["replay", str(SEED), "--variant", "nope"])
-    assert e.value.code == 2
+def test_unknown_variant_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(SEED), "--variant", "nope"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "nope" in err and err.count("\n") == 1
+
+
+def test_broken_plugin_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("BASE = 'patched'\nraise RuntimeError('boom')\n")
+    assert main(["replay", str(SEED), "--variant", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "boom" in err and "Traceback" not in err
+    typo = tmp_path / "typo.py"
+    typo.write_text("BASE = 'patched'\ndef hardwre_enable(k):\n    yield 'x:y'\n")
+    assert main(["replay", str(SEED), "--variant", str(typo)]) == 2
+    assert "hardwre_enable" in capsys.readouterr().err
+
+
+def test_plugin_pair_classifies_against_the_plugin(capsys: pytest.CaptureFixture[str]) -> None:
+    plugin = ROOT / "examples" / "plugins" / "drop_bitmap_only.py"
+    assert main(["replay", str(SEED), "--variant", f"reference,{plugin}", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    (f,) = doc["findings"]
+    assert (f["class"], f["variant"]) == ("fixed", "reference")
+    assert set(doc["variants"]) == {"reference", str(plugin)}
 
 
 def test_subprocess_has_no_traceback(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from .differential import classify
 from .executor import run
 from .minimize import minimize
 from .scenario import Scenario
+from .variants import split_pair
 
 Key = tuple[str, str, str]
 
@@ -40,12 +41,13 @@ class Hit:
 
 def judge(sc: Scenario, variant: str) -> list[Hit]:
     """Every finding one scenario shows, in the campaign's terms."""
-    if variant == "both":
-        ref = run(sc, "reference", keep_trace=False)
-        pat = run(sc, "patched", keep_trace=False)
+    pair = split_pair(variant)
+    if pair is not None:
+        ref = run(sc, pair[0], keep_trace=False)
+        pat = run(sc, pair[1], keep_trace=False)
         return [
             Hit(f.cls, f.invariant or "-", f.variant, f.site, f.explanation)
-            for f in classify(ref, pat, [o.op for o in sc.ops])
+            for f in classify(ref, pat, [o.op for o in sc.ops], pair)
         ]
     r = run(sc, variant, keep_trace=False)
     return [Hit("violation", v.invariant, variant, v.site, v.detail) for v in r.violations]

@@ -53,20 +53,32 @@ def load_any(path: Path) -> Scenario:
 
 
 def _variants(choice: str) -> list[str]:
-    return ["reference", "patched"] if choice == "both" else [choice]
+    """Validate a ``--variant``: a name, a plug-in, ``both`` or ``A,B`` (loads them)."""
+    from .variants import VariantError, build, split_pair
+
+    names = list(split_pair(choice) or (choice,))
+    for name in names:
+        try:
+            build(name)
+        except VariantError as e:
+            raise BadInput(str(e)) from None
+    return names
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    names = _variants(args.variant)
     files = _scenario_files(args.scenario)
     scenarios: list[tuple[Path, Scenario]] = [(f, load_any(f)) for f in files]  # all first
     found = False
     docs: list[dict[str, Any]] = []
     show_trace = args.trace if args.trace is not None else len(scenarios) == 1
     for path, sc in scenarios:
-        results: dict[str, Result] = {v: run(sc, v) for v in _variants(args.variant)}
+        results: dict[str, Result] = {v: run(sc, v) for v in names}
         findings = (
-            classify(results["reference"], results["patched"], [o.op for o in sc.ops])
-            if args.variant == "both"
+            classify(
+                results[names[0]], results[names[1]], [o.op for o in sc.ops], (names[0], names[1])
+            )
+            if len(names) == 2
             else []
         )
         found |= any(r.violations for r in results.values()) or bool(findings)
@@ -86,12 +98,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for r in results.values():
             for line in result_lines(sc, r, show_trace):
                 print(line)
-        if args.variant == "both":
+        if len(names) == 2:
             if findings:
                 for fnd in findings:
                     print(finding_line(fnd))
             else:
-                print("no divergence between reference and patched")
+                print(f"no divergence between {names[0]} and {names[1]}")
         print(f"   replay: vmxfuzz replay {path} --variant {args.variant}")
     if args.json:
         out: Any = docs[0] if len(docs) == 1 else {"scenarios": docs}
@@ -110,9 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("scenario", nargs="+", help="scenario file(s) or directories")
     r.add_argument(
         "--variant",
-        choices=["reference", "patched", "both"],
         default="both",
-        help="which model(s) to run (default: both, with differential classes)",
+        help="reference, patched, a plug-in (.py file or module), both (= reference,patched)"
+        " or A,B for a differential run of two variants (default: both)",
     )
     r.add_argument("--json", action="store_true", help="machine-readable output")
     r.add_argument(
@@ -125,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fuzz", help="run a fuzzing campaign")
     f.add_argument("--engine", choices=["hypothesis", "atheris"], default="hypothesis")
-    f.add_argument("--variant", choices=["reference", "patched", "both"], default="both")
+    f.add_argument("--variant", default="both", help="as for replay")
     f.add_argument("--time", type=float, default=60.0, help="budget in seconds (default 60)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", default="findings", help="findings directory (default findings/)")
@@ -166,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from .fuzzcmd import fuzz
 
+    _variants(args.variant)
     if args.time <= 0:
         raise BadInput(f"--time: must be positive, not {args.time}")
     if args.workers < 1:

@@ -55,7 +55,7 @@ def _first(r: Result, inv: str) -> str:
     return ""
 
 
-def _injection_note(ref: Result, pat: Result) -> str:
+def _injection_note(ref: Result, pat: Result, names: tuple[str, str]) -> str:
     """Say when an NMI or fault fired in one variant only (its point exists there only)."""
     notes = []
     for what, a, b in (
@@ -63,14 +63,21 @@ def _injection_note(ref: Result, pat: Result) -> str:
         ("fault", ref.faults_fired, pat.faults_fired),
     ):
         for i in sorted(set(a) ^ set(b)):
-            where = "reference" if i in a else "patched"
+            where = names[0] if i in a else names[1]
             notes.append(f"{what} #{i} fired only in {where}")
     return f" [{'; '.join(notes)}]" if notes else ""
 
 
-def classify(ref: Result, pat: Result, op_names: list[str] | None = None) -> list[Finding]:
-    """Classify one scenario's two results; ``op_names`` labels behaviour sites."""
-    note = _injection_note(ref, pat)
+def classify(
+    ref: Result,
+    pat: Result,
+    op_names: list[str] | None = None,
+    names: tuple[str, str] = ("reference", "patched"),
+) -> list[Finding]:
+    """Classify one scenario's two results; ``op_names`` labels behaviour sites and
+    ``names`` are the two variants (the first plays the reference's part)."""
+    rn, pn = names
+    note = _injection_note(ref, pat, names)
     out: list[Finding] = []
     for inv in sorted(ref.invariants | pat.invariants):
         in_ref, in_pat = inv in ref.invariants, inv in pat.invariants
@@ -83,8 +90,8 @@ def classify(ref: Result, pat: Result, op_names: list[str] | None = None) -> lis
                     inv,
                     "both",
                     site,
-                    f"reference: {_first(ref, inv)}; patched: {_first(pat, inv)}"
-                    + ("" if site == psite else f" (patched site {psite})"),
+                    f"{rn}: {_first(ref, inv)}; {pn}: {_first(pat, inv)}"
+                    + ("" if site == psite else f" ({pn} site {psite})"),
                 )
             )
         elif in_ref:
@@ -92,9 +99,9 @@ def classify(ref: Result, pat: Result, op_names: list[str] | None = None) -> lis
                 Finding(
                     "fixed",
                     inv,
-                    "reference",
+                    rn,
                     _sites(ref, inv)[0],
-                    f"reference: {_first(ref, inv)}; patched: no {inv} "
+                    f"{rn}: {_first(ref, inv)}; {pn}: no {inv} "
                     f"(ops {pat.op_results}, ended: {pat.ended})",
                 )
             )
@@ -103,9 +110,9 @@ def classify(ref: Result, pat: Result, op_names: list[str] | None = None) -> lis
                 Finding(
                     "regression",
                     inv,
-                    "patched",
+                    pn,
                     _sites(pat, inv)[0],
-                    f"patched: {_first(pat, inv)}; reference: no {inv} "
+                    f"{pn}: {_first(pat, inv)}; {rn}: no {inv} "
                     f"(ops {ref.op_results}, ended: {ref.ended})",
                 )
             )
@@ -115,10 +122,10 @@ def classify(ref: Result, pat: Result, op_names: list[str] | None = None) -> lis
         for i, (a, b) in enumerate(zip(ref.op_results, pat.op_results, strict=False)):
             if a != b:
                 name = op_names[i] if op_names and i < len(op_names) else f"op {i}"
-                diffs.append(f"op {i} ({name}): reference {a}, patched {b}")
+                diffs.append(f"op {i} ({name}): {rn} {a}, {pn} {b}")
                 site = site or f"{name}:{a}->{b}"
         if ref.ended != pat.ended:
-            diffs.append(f"run ended: reference {ref.ended!r}, patched {pat.ended!r}")
+            diffs.append(f"run ended: {rn} {ref.ended!r}, {pn} {pat.ended!r}")
             site = site or f"ended:{ref.ended}->{pat.ended}"
         out.append(Finding("behaviour", None, "both", site, "; ".join(diffs)))
     return [Finding(f.cls, f.invariant, f.variant, f.site, f.explanation + note) for f in out]
@@ -138,7 +145,12 @@ class Differential:
         }
 
 
-def run_both(scenario: Scenario, keep_trace: bool = True) -> Differential:
-    ref = run(scenario, "reference", keep_trace=keep_trace)
-    pat = run(scenario, "patched", keep_trace=keep_trace)
-    return Differential(ref, pat, classify(ref, pat, [o.op for o in scenario.ops]))
+def run_both(
+    scenario: Scenario,
+    keep_trace: bool = True,
+    pair: tuple[str, str] = ("reference", "patched"),
+) -> Differential:
+    """Run both variants of ``pair`` (default: reference, patched) and classify."""
+    ref = run(scenario, pair[0], keep_trace=keep_trace)
+    pat = run(scenario, pair[1], keep_trace=keep_trace)
+    return Differential(ref, pat, classify(ref, pat, [o.op for o in scenario.ops], pair))

@@ -51,16 +51,70 @@ def _shared() -> dict[str, object]:
     return table
 
 
+def _load_plugin(spec: str) -> ModuleType:
+    """A plug-in: a ``.py`` file path or an importable module name."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(spec)
+    try:
+        if spec.endswith(".py"):
+            if not path.is_file():
+                raise VariantError(f"{spec}: (file): no such variant file")
+            mod_name = f"vmxfuzz_plugin_{path.stem}"
+            loader_spec = importlib.util.spec_from_file_location(mod_name, path)
+            if loader_spec is None or loader_spec.loader is None:
+                raise VariantError(f"{spec}: (file): cannot be loaded as a Python module")
+            mod = importlib.util.module_from_spec(loader_spec)
+            loader_spec.loader.exec_module(mod)
+            return mod
+        return importlib.import_module(spec)
+    except VariantError:
+        raise
+    except ModuleNotFoundError as e:
+        raise VariantError(f"{spec}: (variant): unknown variant or module ({e})") from None
+    except Exception as e:  # a broken plug-in is bad input, not a crash
+        raise VariantError(f"{spec}: (plug-in): fails to load: {type(e).__name__}: {e}") from None
+
+
 @cache
 def build(variant: str) -> SimpleNamespace:
-    """The function namespace of a built-in variant (``reference`` or ``patched``)."""
+    """The function namespace of a variant.
+
+    ``reference`` and ``patched`` are built in.  Anything else is a plug-in: a ``.py``
+    file or a module that sets ``BASE`` (a built-in variant or another plug-in) and
+    defines the kernel functions it changes, with the kernel's names; everything else
+    is inherited from ``BASE``.
+    """
     pkg = BUILTIN.get(variant)
-    if pkg is None:
-        raise VariantError(f"unknown variant {variant!r} (known: {', '.join(BUILTIN)})")
-    table = _shared()
-    for part in VERSION_MODULES:
-        table.update(module_functions(importlib.import_module(f"{pkg}.{part}")))
-    return SimpleNamespace(**table)
+    if pkg is not None:
+        table = _shared()
+        for part in VERSION_MODULES:
+            table.update(module_functions(importlib.import_module(f"{pkg}.{part}")))
+        return SimpleNamespace(**table)
+    mod = _load_plugin(variant)
+    base = getattr(mod, "BASE", None)
+    if not isinstance(base, str) or base == variant:
+        raise VariantError(f"{variant}: BASE: a plug-in must name its base variant")
+    inherited = build(base)
+    mine = module_functions(mod)
+    unknown = sorted(n for n in mine if not hasattr(inherited, n) and not n.startswith("_"))
+    if unknown and not getattr(mod, "NEW_FUNCTIONS", False):
+        raise VariantError(
+            f"{variant}: (functions): {', '.join(unknown)} override nothing in {base} "
+            "(misspelt kernel name? set NEW_FUNCTIONS = True to add functions)"
+        )
+    return SimpleNamespace(**{**vars(inherited), **mine})
+
+
+def split_pair(choice: str) -> tuple[str, str] | None:
+    """``both`` or ``A,B``: the two variants of a differential run (A as reference)."""
+    if choice == "both":
+        return ("reference", "patched")
+    if "," in choice:
+        a, b = choice.split(",", 1)
+        return (a, b)
+    return None
 
 
 def overrides(variant: str) -> set[str]:

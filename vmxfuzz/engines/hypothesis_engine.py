@@ -21,6 +21,7 @@ from hypothesis.errors import HypothesisException
 
 from ..campaign import Hit, Key
 from ..scenario import Scenario
+from ..variants import split_pair
 from .strategies import scenarios
 
 
@@ -72,7 +73,7 @@ def hunt(
     is off by default so that the budget goes to the search: the campaign's delta
     debugging makes every reproducer 1-minimal either way.
     """
-    variants = ("reference", "patched") if variant == "both" else (variant,)
+    variants = split_pair(variant) or (variant,)
     strategy = scenarios(variants=variants, nested=nested)
     db = DirectoryBasedExampleDatabase(str(database)) if database else None
     deadline = time.monotonic() + budget_s
