@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .differential import classify
+from .differential import Finding, classify
 from .executor import Result, run
 from .report.terminal import finding_line, result_lines
 from .scenario import Scenario, ScenarioError, load
@@ -65,37 +65,45 @@ def _variants(choice: str) -> list[str]:
     return names
 
 
+def replay_one(sc: Scenario, names: list[str]) -> tuple[list[Result], list[Finding]]:
+    """Run a scenario on one variant, or on a pair and classify (replay, report)."""
+    results = [run(sc, v) for v in names]
+    findings = (
+        classify(results[0], results[1], [o.op for o in sc.ops], (names[0], names[1]))
+        if len(names) == 2
+        else []
+    )
+    return results, findings
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     names = _variants(args.variant)
     files = _scenario_files(args.scenario)
     scenarios: list[tuple[Path, Scenario]] = [(f, load_any(f)) for f in files]  # all first
+    if args.html and len(scenarios) != 1:
+        raise BadInput("--html: takes exactly one scenario (use `vmxfuzz report DIR`)")
     found = False
     docs: list[dict[str, Any]] = []
     show_trace = args.trace if args.trace is not None else len(scenarios) == 1
     for path, sc in scenarios:
-        results: dict[str, Result] = {v: run(sc, v) for v in names}
-        findings = (
-            classify(
-                results[names[0]], results[names[1]], [o.op for o in sc.ops], (names[0], names[1])
-            )
-            if len(names) == 2
-            else []
-        )
-        found |= any(r.violations for r in results.values()) or bool(findings)
+        results, findings = replay_one(sc, names)
+        found |= any(r.violations for r in results) or bool(findings)
+        if args.html:
+            from .report.html import scenario_page, write_page
+
+            write_page(Path(args.html), scenario_page(sc, str(path), results, findings))
         if args.json:
             docs.append(
                 {
                     "file": str(path),
                     "name": sc.name,
-                    "variants": {
-                        v: r.to_json(trace=args.trace is True) for v, r in results.items()
-                    },
+                    "variants": {r.variant: r.to_json(trace=args.trace is True) for r in results},
                     "findings": [f.to_json() for f in findings],
                 }
             )
             continue
         print(f"== {path}" + (f": {sc.name}" if sc.name else ""))
-        for r in results.values():
+        for r in results:
             for line in result_lines(sc, r, show_trace):
                 print(line)
         if len(names) == 2:
@@ -105,6 +113,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             else:
                 print(f"no divergence between {names[0]} and {names[1]}")
         print(f"   replay: vmxfuzz replay {path} --variant {args.variant}")
+        if args.html:
+            print(f"   timeline: {args.html}")
     if args.json:
         out: Any = docs[0] if len(docs) == 1 else {"scenarios": docs}
         json.dump(out, sys.stdout, indent=2)
@@ -133,7 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="print the per-CPU trace (default: on for a single scenario)",
     )
+    r.add_argument("--html", metavar="OUT.html", help="write the timeline page (one scenario)")
     r.set_defaults(func=cmd_replay)
+
+    rp = sub.add_parser("report", help="HTML timelines for a findings directory")
+    rp.add_argument("dir", help="a findings directory (summary.json) or scenario folder")
+    rp.add_argument("-o", "--output", help="output folder (default: DIR/report)")
+    rp.add_argument("--variant", default="both", help="as for replay")
+    rp.set_defaults(func=cmd_report)
 
     f = sub.add_parser("fuzz", help="run a fuzzing campaign")
     f.add_argument("--engine", choices=["hypothesis", "atheris"], default="hypothesis")
@@ -197,6 +214,54 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         nested=args.nested,
         fail_on=args.fail_on,
     )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """One page per reproducer and an index, for `vmxfuzz fuzz` output or any folder."""
+    from .report.html import index_page, scenario_page, write_page
+
+    src = Path(args.dir)
+    if not src.is_dir():
+        raise BadInput(f"{src}: (directory): not a directory")
+    names = _variants(args.variant)
+    summary = src / "summary.json"
+    if summary.exists():
+        try:
+            listed = json.loads(summary.read_text())["findings"]
+            files = [Path(f["reproducer"]) for f in listed]
+        except (ValueError, KeyError, TypeError) as e:
+            raise BadInput(f"{summary}: findings: not a vmxfuzz summary ({e})") from None
+    else:
+        files = _scenario_files([str(src)])
+    scs = [(f, load_any(f)) for f in files]
+    out = Path(args.output) if args.output else src / "report"
+    entries = []
+    for path, sc in scs:
+        results, fnd = replay_one(sc, names)
+        page = f"{path.stem}.html"
+        write_page(out / page, scenario_page(sc, str(path), results, fnd))
+        rows = [(f.cls, f.invariant or "-", f.variant, f.site) for f in fnd] or [
+            (
+                "-",
+                ",".join(sorted(set().union(*(r.invariants for r in results)))) or "-",
+                ",".join(names),
+                "-",
+            )
+        ]
+        for cls, inv, variant, site in rows:
+            entries.append(
+                {
+                    "class": cls,
+                    "invariant": inv,
+                    "variant": variant,
+                    "site": site,
+                    "page": page,
+                    "name": path.stem,
+                }
+            )
+    write_page(out / "index.html", index_page(f"vmxfuzz findings: {src}", entries))
+    print(f"wrote {out / 'index.html'} and {len(scs)} page(s)")
+    return EXIT_CLEAN
 
 
 def cmd_decode(args: argparse.Namespace) -> int:

@@ -36,6 +36,8 @@ class Result:
     kexec_checked: bool = False
     nmis_fired: list[int] = field(default_factory=list)
     faults_fired: list[int] = field(default_factory=list)
+    # Each CPU's VMCS cache when the run ended (at kexec, that is the crash state).
+    caches: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def invariants(self) -> set[str]:
@@ -55,6 +57,7 @@ class Result:
             "steps": self.steps,
             "warnings": self.warnings,
             "nmis_fired": self.nmis_fired,
+            "caches": {str(c): v for c, v in self.caches.items()},
             "faults_fired": self.faults_fired,
         }
         if trace:
@@ -181,4 +184,5 @@ def run(
         kexec_checked=oracle.kexec_checked,
         nmis_fired=sorted(sched.nmi_fired),
         faults_fired=sorted({scenario.faults.index(spec) for spec, _ in faults.fired}),
+        caches={c.id: [v.describe() for v in c.cache] for c in k.hw.cpus},
     )
