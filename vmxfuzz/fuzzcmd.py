@@ -21,32 +21,8 @@ from typing import Any
 from .atomic import write_text_atomic
 from .campaign import Campaign, Hit, Key, judge
 from .differential import run_both
+from .report.progress import Progress, summary_table
 from .scenario import Scenario, ScenarioError, from_json, load
-
-_last_line = [0.0]
-
-
-def _progress(c: Campaign, budget: float, examples: int, quiet: bool) -> None:
-    """One progress line: rewritten in place on a terminal, every 5 s in a log."""
-    if quiet:
-        return
-    tty = sys.stderr.isatty()
-    now = time.monotonic()
-    if not tty and now - _last_line[0] < 5.0:
-        return
-    _last_line[0] = now
-    elapsed = now - c.started
-    by_class: dict[str, int] = {}
-    for f in c.findings.values():
-        by_class[f["class"]] = by_class.get(f["class"], 0) + 1
-    classes = ", ".join(f"{k} {v}" for k, v in sorted(by_class.items())) or "none"
-    sys.stderr.write(
-        ("\r" if tty else "")
-        + f"[{elapsed:6.1f}s/{budget:.0f}s] examples {examples}  findings {len(c.findings)}"
-        + f" ({classes})"
-        + ("   " if tty else "\n")
-    )
-    sys.stderr.flush()
 
 
 def _worker(args: tuple[int, str, float, str, Any, list[Key], bool | None]) -> None:
@@ -107,7 +83,7 @@ def _atheris_execs(out: Path) -> int:
 
 
 def fuzz_atheris(
-    c: Campaign, *, budget: float, seed_value: int, workers: int, fail_on: str, quiet: bool
+    c: Campaign, *, budget: float, seed_value: int, workers: int, fail_on: str, prog: Progress
 ) -> None:
     """Run ``python -m vmxfuzz.fuzz`` (libFuzzer) and merge what it drops, as it runs."""
     out = c.out
@@ -139,7 +115,7 @@ def fuzz_atheris(
             while proc.poll() is None:
                 merge_pending(c)
                 c.examples = _atheris_execs(out)
-                _progress(c, budget, c.examples, quiet)
+                prog.update(c.examples, c.findings)
                 time.sleep(0.5)
         finally:
             if proc.poll() is None:
@@ -166,6 +142,7 @@ def fuzz(
     c = Campaign(out=out, variant=variant, engine=engine, seed=seed_value)
     c.write_summary()
     quiet = as_json
+    prog = Progress(budget, quiet)
     db = out / ".hypothesis"
     if engine == "atheris":
         fuzz_atheris(
@@ -174,7 +151,7 @@ def fuzz(
             seed_value=seed_value,
             workers=workers,
             fail_on=fail_on,
-            quiet=quiet,
+            prog=prog,
         )
     elif workers <= 1:
         from .engines.hypothesis_engine import hunt
@@ -185,7 +162,7 @@ def fuzz(
             now = time.monotonic()
             if now - last[0] > 0.5:
                 last[0] = now
-                _progress(c, budget, n, quiet)
+                prog.update(n, c.findings)
 
         def found(hit: Hit, sc: Scenario) -> None:
             c.record(hit, sc)
@@ -231,24 +208,17 @@ def fuzz(
                 counts[msg[1]] = msg[2]
                 done += 1
             c.examples = sum(counts.values())
-            _progress(c, budget, c.examples, quiet)
+            prog.update(c.examples, c.findings)
         for p in procs:
             p.join()
     c.write_summary()
-    if not quiet and sys.stderr.isatty():
-        sys.stderr.write("\n")
+    prog.close()
     summary = c.summary()
     if as_json:
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        for f in summary["findings"]:
-            print(f"{f['class']:10} {f['invariant']:24} {f['variant']:9} {f['site']}")
-            print(f"{'':10} reproducer: {f['reproducer']}")
-        print(
-            f"{len(summary['findings'])} finding(s) in {summary['elapsed_s']}s, "
-            f"{summary['examples']} examples; summary: {out / 'summary.json'}"
-        )
+        summary_table(summary, str(out / "summary.json"))
     return 1 if summary["findings"] else 0
 
 

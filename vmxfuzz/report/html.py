@@ -100,9 +100,7 @@ def _lanes(result: Result, ncpus: int) -> str:
             f'<table class="timeline">{thead}<tbody>{"".join(rows[:cut])}</tbody></table>'
             "</details>"
         )
-    return (
-        f'{folded}<table class="timeline">{thead}<tbody>{"".join(rows[cut:])}</tbody></table>'
-    )
+    return f'{folded}<table class="timeline">{thead}<tbody>{"".join(rows[cut:])}</tbody></table>'
 
 
 def _side(sc: Scenario, r: Result) -> str:

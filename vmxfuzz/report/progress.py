@@ -1,0 +1,94 @@
+"""Campaign progress and the closing summary table.
+
+On a terminal a live ``rich`` display shows elapsed/budget, executions and findings by
+class; in a log (not a TTY) or with ``--json`` it degrades to one plain line every few
+seconds on stderr, so CI logs stay readable and stdout stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+
+class Progress:
+    def __init__(self, budget: float, quiet: bool, every: float = 5.0) -> None:
+        self.budget = budget
+        self.quiet = quiet
+        self.every = every
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.tty = sys.stderr.isatty() and not quiet
+        self.live: Live | None = None
+        if self.tty:
+            self.live = Live(
+                self._render(0, {}),
+                console=Console(stderr=True),
+                refresh_per_second=4,
+                transient=True,
+            )
+            self.live.start()
+
+    def _render(self, examples: int, findings: dict[Any, dict[str, Any]]) -> Table:
+        t = Table.grid(padding=(0, 2))
+        elapsed = time.monotonic() - self.started
+        by_class = Counter(f["class"] for f in findings.values())
+        t.add_row("elapsed", f"{elapsed:6.1f}s / {self.budget:.0f}s")
+        t.add_row("executions", f"{examples:,}")
+        t.add_row(
+            "findings",
+            f"{len(findings)}  " + "  ".join(f"{k} {v}" for k, v in sorted(by_class.items())),
+        )
+        return t
+
+    def update(self, examples: int, findings: dict[Any, dict[str, Any]]) -> None:
+        if self.quiet:
+            return
+        if self.live is not None:
+            self.live.update(self._render(examples, findings))
+            return
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        by_class = Counter(f["class"] for f in findings.values())
+        classes = ", ".join(f"{k} {v}" for k, v in sorted(by_class.items())) or "none"
+        sys.stderr.write(
+            f"[{now - self.started:6.1f}s/{self.budget:.0f}s] executions {examples}"
+            f"  findings {len(findings)} ({classes})\n"
+        )
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+
+def summary_table(summary: dict[str, Any], out: str) -> None:
+    """The closing table: finding, class, invariant, variant, site, reproducer."""
+    findings = summary["findings"]
+    console = Console()
+    if console.is_terminal:
+        t = Table(
+            title=f"{len(findings)} finding(s), {summary['examples']:,} executions, "
+            f"{summary['elapsed_s']}s"
+        )
+        for col in ("#", "class", "invariant", "variant", "site", "reproducer"):
+            t.add_column(col, overflow="fold")
+        for i, f in enumerate(findings, 1):
+            t.add_row(str(i), f["class"], f["invariant"], f["variant"], f["site"], f["reproducer"])
+        console.print(t)
+    else:
+        for i, f in enumerate(findings, 1):
+            print(f"{i:3} {f['class']:10} {f['invariant']:24} {f['variant']:9} {f['site']}")
+            print(f"    reproducer: {f['reproducer']}")
+    print(
+        f"{len(findings)} finding(s) in {summary['elapsed_s']}s, "
+        f"{summary['examples']} executions; summary: {out}"
+    )
