@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import assert_summary_sound, campaign
 from hypothesis import HealthCheck, find, given, settings
 
 from vmxfuzz.campaign import Campaign, Hit, judge, keys
@@ -16,7 +17,7 @@ from vmxfuzz.cli import main
 from vmxfuzz.differential import run_both
 from vmxfuzz.engines.strategies import scenarios
 from vmxfuzz.executor import run
-from vmxfuzz.fuzzcmd import fuzz, promote
+from vmxfuzz.fuzzcmd import promote
 from vmxfuzz.minimize import is_one_minimal, minimize
 from vmxfuzz.scenario import Op, Scenario, from_json, load
 from vmxfuzz.sched import NmiSpec
@@ -128,42 +129,13 @@ def test_campaign_records_minimal_reproducers_and_a_summary(tmp_path: Path) -> N
 
 
 def test_short_campaign_finds_and_replays(tmp_path: Path) -> None:
-    code = fuzz(
-        engine="hypothesis",
-        variant="both",
-        budget=4,
-        seed_value=3,
-        out=tmp_path,
-        workers=1,
-        as_json=True,
-    )
-    doc = json.loads((tmp_path / "summary.json").read_text())
-    assert code == (1 if doc["findings"] else 0)
-    seen = set()
-    for f in doc["findings"]:
-        key = (f["class"], f["invariant"], f["site"])
-        assert key not in seen
-        seen.add(key)
-        assert key in keys(load(f["reproducer"]), "both"), "every finding replays"
+    code, doc = campaign(tmp_path, "hypothesis", "both", 4, 3)
+    assert_summary_sound(tmp_path, doc, code, "both")
 
 
 def test_workers_merge_without_duplicates(tmp_path: Path) -> None:
-    fuzz(
-        engine="hypothesis",
-        variant="reference",
-        budget=4,
-        seed_value=7,
-        out=tmp_path,
-        workers=2,
-        as_json=True,
-    )
-    doc = json.loads((tmp_path / "summary.json").read_text())
-    found = [(f["class"], f["invariant"], f["site"]) for f in doc["findings"]]
-    assert len(found) == len(set(found))
-    files = sorted(p.name for p in tmp_path.glob("*.json") if p.name != "summary.json")
-    assert len(files) == len(found)
-    for f in doc["findings"]:
-        assert ("violation", f["invariant"], f["site"]) in keys(load(f["reproducer"]), "reference")
+    code, doc = campaign(tmp_path, "hypothesis", "reference", 4, 7, workers=2)
+    assert_summary_sound(tmp_path, doc, code, "reference")
 
 
 def test_promote_writes_a_regression_with_expect(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,8 +11,9 @@ import pytest
 
 atheris = pytest.importorskip("atheris")
 
+from helpers import assert_summary_sound, campaign  # noqa: E402
+
 from vmxfuzz.campaign import keys  # noqa: E402
-from vmxfuzz.fuzzcmd import fuzz  # noqa: E402
 from vmxfuzz.scenario import load  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,18 +65,7 @@ def test_libfuzzer_command_line_runs(tmp_path: Path) -> None:
 
 
 def test_atheris_campaign_merges_into_summary(tmp_path: Path) -> None:
-    code = fuzz(
-        engine="atheris",
-        variant="both",
-        budget=6,
-        seed_value=2,
-        out=tmp_path,
-        workers=1,
-        as_json=True,
-    )
-    doc = json.loads((tmp_path / "summary.json").read_text())
-    assert code == (1 if doc["findings"] else 0)
+    code, doc = campaign(tmp_path, "atheris", "both", 6, 2)
     assert doc["examples"] > 0
     assert not list((tmp_path / ".pending").glob("*.json")), "everything pending was merged"
-    for f in doc["findings"]:
-        assert (f["class"], f["invariant"], f["site"]) in keys(load(f["reproducer"]), "both")
+    assert_summary_sound(tmp_path, doc, code, "both")
