@@ -1,14 +1,22 @@
-"""Shared checks for campaign output (used by the Hypothesis and atheris tests)."""
+"""Shared test helpers: campaign output checks (Hypothesis and atheris tests), scenario
+shorthands, test variants and model-flow drivers (model, invariant and CLI tests)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from vmxfuzz.campaign import keys
 from vmxfuzz.fuzzcmd import fuzz
-from vmxfuzz.scenario import load
+from vmxfuzz.executor import Result
+from vmxfuzz.kernel.state import Config
+from vmxfuzz.machine.faults import FaultSpec
+from vmxfuzz.scenario import Op, Scenario, load
+from vmxfuzz.sched import NmiSpec
+from vmxfuzz.variants import build
 
 
 def campaign(
@@ -36,3 +44,56 @@ def assert_summary_sound(out: Path, doc: dict[str, Any], code: int, variant: str
     assert len(files) == len(found), "one reproducer per finding, nothing lost"
     for f, key in zip(doc["findings"], found, strict=True):
         assert key in keys(load(f["reproducer"]), variant), "every finding replays"
+
+
+# ---- scenarios, variants and model flows (test_list, test_invariants, test_examples, ...) ----
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def example_files() -> list[Path]:
+    """The shipped example scenarios (plug-ins under examples/plugins are not scenarios)."""
+    return sorted(EXAMPLES.glob("*.json"))
+
+
+def variant(base: str, **overrides: Callable[..., Any]) -> SimpleNamespace:
+    """A test variant: ``base``'s function namespace with some kernel functions replaced."""
+    return SimpleNamespace(**{**vars(build(base)), **overrides})
+
+
+LOAD = Op("module_load")
+
+
+def create_vm(vm: str = "vm0", cpu: int = 0, parallel: bool = False) -> Op:
+    return Op("create_vm", cpu, parallel=parallel, vm=vm)
+
+
+def create_vcpu(vcpu: str, cpu: int = 0, vm: str = "vm0", parallel: bool = False) -> Op:
+    return Op("create_vcpu", cpu, parallel=parallel, vm=vm, vcpu=vcpu)
+
+
+def run_vcpu(vcpu: str, cpu: int, parallel: bool = False) -> Op:
+    return Op("run_vcpu", cpu, parallel=parallel, vcpu=vcpu)
+
+
+def scenario(
+    *ops: Op,
+    cpus: int = 2,
+    schedule: Iterable[int] = (),
+    nmis: Iterable[NmiSpec] = (),
+    faults: Iterable[FaultSpec] = (),
+    **config: Any,
+) -> Scenario:
+    return Scenario(
+        tuple(ops), Config(cpus=cpus, **config), tuple(schedule), tuple(nmis), tuple(faults)
+    )
+
+
+def violations(r: Result) -> list[tuple[str, str, str | None, int | None]]:
+    """Each violation as (invariant, site, context, cpu), in report order."""
+    return [(v.invariant, v.site, v.context, v.cpu) for v in r.violations]
+
+
+def drain(flow: Any) -> list[Any]:
+    """Run a model flow to completion outside any scheduler; return what it yielded."""
+    return list(flow)

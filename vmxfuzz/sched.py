@@ -37,6 +37,7 @@ class Wait:
     cond: Callable[[], bool]
     what: str = ""
     timeout: bool = False
+    sleeping: bool = False  # a mutex/completion wait: the CPU may run another task
 
 
 @dataclass
@@ -94,6 +95,7 @@ class Task:
     factory: FlowFactory
     on_done: Callable[[Any], None] | None = None
     on_oops: Callable[[MachineFault], None] | None = None
+    preempt: bool = False  # a stopper/hotplug thread: runs over a sleeping task
 
 
 class Scheduler:
@@ -128,7 +130,20 @@ class Scheduler:
 
     # ---- services for model code ----------------------------------------------------
     def submit(self, cpu: int, task: Task) -> None:
-        self.tasks[cpu].append(task)
+        if task.preempt:
+            self.tasks[cpu].appendleft(task)
+        else:
+            self.tasks[cpu].append(task)
+
+    def _preemptible(self, c: int) -> bool:
+        """A preempting task is queued and the CPU's current task is asleep."""
+        q = self.tasks[c]
+        if not q or not q[0].preempt:
+            return False
+        st = self.stacks[c]
+        return not st or (
+            st[-1].kind == "task" and isinstance(st[-1].pending, Wait) and st[-1].pending.sleeping
+        )
 
     def send_ipi(self, target: int, name: str, factory: FlowFactory) -> IpiRequest:
         req = IpiRequest(target, name, factory, sender=self.k.cpu)
@@ -180,6 +195,8 @@ class Scheduler:
         if self.nmi_pending[c] and not self.in_nmi(c):
             return True
         if self._deliverable_ipi(c):
+            return True
+        if self._preemptible(c):
             return True
         st = self.stacks[c]
         if st:
@@ -275,7 +292,7 @@ class Scheduler:
             ctx = Context("ipi", req.name, c, req.factory(), on_done=done, saved_irqs=saved)
             self._push(ctx)
             return
-        if not st:
+        if not st or self._preemptible(c):
             task = self.tasks[c].popleft()
             k.cpu = c
             self._push(Context("task", task.name, c, task.factory(), task.on_done, task.on_oops))

@@ -73,10 +73,14 @@ def op_destroy_vm(k: Any, vm: str) -> Flow:
     kvm = k.vms.pop(vm, None)
     if kvm is None:
         return ENOENT
+    yield Wait(
+        "kvm_vm_release:last_fput", lambda: kvm.users == 0, what=f"ioctls on {vm}", sleeping=True
+    )
+    # The vCPU fds are closed with it, including one a racing KVM_CREATE_VCPU installed
+    # while this close waited (that vCPU's fd holds the VM too, so it goes first).
     names = [v.name for v in kvm.vcpus]
-    for name in names:  # the vCPU fds are closed with it
+    for name in names:
         k.vcpus.pop(name, None)
-    yield Wait("kvm_vm_release:last_fput", lambda: kvm.users == 0, what=f"ioctls on {vm}")
     yield from k.f.kvm_destroy_vm(k, kvm)
     k.vcpu_names.difference_update(names)
     k.vm_names.discard(vm)
@@ -163,7 +167,7 @@ def cpu_bringup(k: Any) -> Flow:
 
 
 def _stopped_elsewhere(k: Any, me: int) -> bool:
-    """Every other online CPU is running its stopper: idle, or waiting in ``run_on``.
+    """Every other online CPU can run its stopper: idle, or its task is asleep.
 
     stop_machine's ``multi_cpu_stop`` only proceeds once every online CPU has
     scheduled its stopper thread, i.e. left whatever non-preemptible section it was
@@ -173,7 +177,7 @@ def _stopped_elsewhere(k: Any, me: int) -> bool:
         if c == me:
             continue
         st = k.sched.stacks[c]
-        if st and getattr(st[-1].pending, "label", None) != "run_on:wait":
+        if st and not getattr(st[-1].pending, "sleeping", False):
             return False
     return True
 
@@ -205,20 +209,44 @@ def flush_smp_call_function_queue(k: Any) -> Flow:
         req.done = True
 
 
+def cpu_maps_update_begin(k: Any) -> Flow:
+    """``cpu_add_remove_lock``: CPU hotplug and suspend are serialised."""
+    me = k.cpu
+    yield Wait(
+        "cpu_maps_update_begin:lock",
+        lambda: k.locks.get("cpu_add_remove_lock") is None,
+        what=f"cpu_add_remove_lock held by CPU {k.locks.get('cpu_add_remove_lock')}",
+        sleeping=True,
+    )
+    k.locks["cpu_add_remove_lock"] = me
+
+
+def cpu_maps_update_done(k: Any) -> Flow:
+    yield "cpu_maps_update_done:unlock"
+    k.locks["cpu_add_remove_lock"] = None
+
+
 def op_cpu_online(k: Any, cpu: int) -> Flow:
+    yield from k.f.cpu_maps_update_begin(k)
     yield "cpu_up:start"
-    if k.hw.cpus[cpu].online:
-        return EBUSY
-    return (yield from k.f.run_on(k, cpu, "cpu_bringup", lambda: k.f.cpu_bringup(k)))
+    r = EBUSY
+    if not k.hw.cpus[cpu].online:
+        r = yield from k.f.run_on(k, cpu, "cpu_bringup", lambda: k.f.cpu_bringup(k))
+    yield from k.f.cpu_maps_update_done(k)
+    return r
 
 
 def op_cpu_offline(k: Any, cpu: int) -> Flow:
+    yield from k.f.cpu_maps_update_begin(k)
     yield "cpu_down:start"
     if not k.hw.cpus[cpu].online:
-        return ENODEV
-    if len(k.online_cpus()) == 1:
-        return EBUSY
-    return (yield from k.f.run_on(k, cpu, "take_cpu_down", lambda: k.f.take_cpu_down(k)))
+        r = ENODEV
+    elif len(k.online_cpus()) == 1:
+        r = EBUSY
+    else:
+        r = yield from k.f.run_on(k, cpu, "take_cpu_down", lambda: k.f.take_cpu_down(k))
+    yield from k.f.cpu_maps_update_done(k)
+    return r
 
 
 def run_on(k: Any, cpu: int, name: str, factory: Any) -> Flow:
@@ -226,8 +254,9 @@ def run_on(k: Any, cpu: int, name: str, factory: Any) -> Flow:
     if cpu == k.cpu:
         return (yield from factory())
     box: list[Any] = []
-    k.sched.submit(cpu, Task(name, factory, on_done=box.append, on_oops=box.append))
-    yield Wait("run_on:wait", lambda: bool(box), what=f"{name} on CPU {cpu}")
+    task = Task(name, factory, on_done=box.append, on_oops=box.append, preempt=True)
+    k.sched.submit(cpu, task)
+    yield Wait("run_on:wait", lambda: bool(box), what=f"{name} on CPU {cpu}", sleeping=True)
     return box[0]
 
 
@@ -237,6 +266,7 @@ def op_suspend(k: Any) -> Flow:
     Freeze the non-boot CPUs (their DYING callbacks run), ``kvm_suspend`` as a
     syscore op with IRQs off, wake, ``kvm_resume``, then thaw the CPUs (STARTING).
     """
+    yield from k.f.cpu_maps_update_begin(k)  # freeze_secondary_cpus
     yield "suspend_devices_and_enter:start"
     frozen = []
     for c in [c for c in k.online_cpus() if c != k.cpu]:
@@ -251,6 +281,7 @@ def op_suspend(k: Any) -> Flow:
     yield from k.f.local_irq_enable(k)
     for c in frozen:
         yield from k.f.run_on(k, c, "cpu_bringup", lambda: k.f.cpu_bringup(k))
+    yield from k.f.cpu_maps_update_done(k)
     return 0
 
 

@@ -68,7 +68,12 @@ def raw_spin_unlock(k: Any, lock: str) -> Flow:
 def mutex_lock_vcpu(k: Any, vcpu: Any) -> Flow:
     """``vcpu->mutex``: a vCPU is run by one thread at a time (spec section 4)."""
     me = k.cpu
-    yield Wait("mutex_lock:acquire", lambda: vcpu.mutex is None, what=f"{vcpu.name}->mutex")
+    yield Wait(
+        "mutex_lock:acquire",
+        lambda: vcpu.mutex is None,
+        what=f"{vcpu.name}->mutex",
+        sleeping=True,
+    )
     vcpu.mutex = me
 
 

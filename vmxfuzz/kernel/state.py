@@ -96,7 +96,11 @@ class Kernel:
         self.reboot_notifier_registered = False
         self.syscore_registered = False
         self.cr4_reserved_bits = 0
-        self.locks: dict[str, int | None] = {"kvm_count_lock": None, "kvm_lock": None}
+        self.locks: dict[str, int | None] = {
+            "kvm_count_lock": None,
+            "kvm_lock": None,
+            "cpu_add_remove_lock": None,
+        }
         # x86.c / vmx.c (the variant initialises kvm_x86_ops and its own structs)
         self.kvm_x86_ops: KStruct | None = None
         self.statics: dict[str, KStruct] = {}
