@@ -263,6 +263,8 @@ def load(path: str | Path) -> Scenario:
         raise ScenarioError(str(p), "(file)", f"cannot read: {e}") from None
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise ScenarioError(str(p), "(file)", "not a scenario: JSON nested too deeply") from None
     except json.JSONDecodeError as e:
         raise ScenarioError(
             str(p), f"(line {e.lineno} column {e.colno})", f"not JSON: {e.msg}"
