@@ -261,8 +261,10 @@ class Scheduler:
         if ctx in st:
             idx = st.index(ctx)
             del st[idx:]
-        if ctx.kind in ("ipi", "nmi"):
-            # in_interrupt(): panic("Fatal exception in interrupt") on this CPU.
+        if ctx.kind in ("ipi", "nmi") or ctx.name == "cpu_bringup":
+            # in_interrupt(): panic("Fatal exception in interrupt") on this CPU; the
+            # STARTING callbacks of CPU bring-up run in the idle task, which cannot be
+            # killed: that panics too ("Attempted to kill the idle task!").
             panic = Context(ctx.kind, "panic(fatal exception)", ctx.cpu, k.f.panic(k, "oops"))
             self._push(panic)
             return

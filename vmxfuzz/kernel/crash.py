@@ -168,7 +168,10 @@ def nmi_handler(k: Any) -> Callable[[str], Callable[[], Flow]]:
 
 # ---- orderly reboot / kexec -e ------------------------------------------------------------
 def stop_this_cpu(k: Any) -> Flow:
-    """The stop IPI/NMI handler: go offline and halt; no VMCLEAR, no VMXOFF."""
+    """The stop IPI/NMI handler (``smp_reboot_interrupt``/``smp_stop_nmi_callback``):
+    ``cpu_emergency_vmxoff()`` (no VMCLEAR), then go offline and halt.  The spec says
+    "without any VMCLEAR or VMXOFF"; the 5.6 source does the VMXOFF, and it wins."""
+    yield from k.f.cpu_emergency_vmxoff(k)
     yield "stop_this_cpu:set_offline"
     k.cpu_state().online = False
     yield "stop_this_cpu:halt"
@@ -196,11 +199,11 @@ def native_stop_other_cpus(k: Any) -> Flow:
         yield "native_stop_other_cpus:send_nmi"
         for c in others():
             k.sched.send_nmi(c, "NMI(stop)", lambda: k.f.stop_this_cpu(k))
+        # wait=1 (kexec, reboot): after the NMI the wait is unbounded.
         yield Wait(
             "native_stop_other_cpus:wait_nmi",
             lambda: not others(),
             what="other CPUs to stop (NMI)",
-            timeout=True,
         )
     yield from k.f.local_irq_disable(k)
 

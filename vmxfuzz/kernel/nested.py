@@ -42,6 +42,9 @@ def nested_vmx_vmexit(k: Any, vcpu: VcpuVmx, exit_reason: int = -1) -> Flow:
     yield "nested_vmx_vmexit:leave_guest_mode"
     vcpu.guest_mode = False
     yield from k.f.vmx_switch_vmcs(k, vcpu, vcpu.vmcs01)
+    if exit_reason != -1:
+        yield "nested_vmx_vmexit:need_sync_rare"
+        vcpu.nested.need_sync_vmcs02_to_vmcs12_rare = True
     if exit_reason != -1 and k.config.shadow_vmcs:
         yield "nested_vmx_vmexit:need_sync"
         vcpu.nested.need_vmcs12_to_shadow_sync = True
@@ -190,11 +193,35 @@ def set_current_vmptr(k: Any, vcpu: VcpuVmx, vmptr: int) -> Flow:
         n.need_vmcs12_to_shadow_sync = True
 
 
+def copy_vmcs02_to_vmcs12_rare(k: Any, vcpu: VcpuVmx) -> Flow:
+    """After a nested VM exit, vmcs02's rarely used fields are read lazily: load vmcs02
+    on this CPU (``list_add`` if it is not loaded here, VMPTRLD), VMREAD, then load
+    vmcs01 back."""
+    n = vcpu.nested
+    yield "copy_vmcs02_to_vmcs12_rare:need_sync"
+    if not n.need_sync_vmcs02_to_vmcs12_rare:
+        return
+    if vcpu.loaded_vmcs is not vcpu.vmcs01:
+        k.warn("copy_vmcs02_to_vmcs12_rare: loaded_vmcs is not vmcs01")
+    cpu = yield from k.f.get_cpu(k)
+    yield "copy_vmcs02_to_vmcs12_rare:set_vmcs02"
+    vcpu.loaded_vmcs = n.vmcs02
+    yield from k.f.vmx_vcpu_load(k, vcpu, cpu)
+    yield from k.f.vmcs_read(k, "rare guest fields")  # sync_vmcs02_to_vmcs12_rare
+    yield "copy_vmcs02_to_vmcs12_rare:clear_need_sync"
+    n.need_sync_vmcs02_to_vmcs12_rare = False
+    yield "copy_vmcs02_to_vmcs12_rare:set_vmcs01"
+    vcpu.loaded_vmcs = vcpu.vmcs01
+    yield from k.f.vmx_vcpu_load(k, vcpu, cpu)
+    yield from k.f.put_cpu(k)
+
+
 def nested_release_vmcs12(k: Any, vcpu: VcpuVmx) -> Flow:
     n = vcpu.nested
     yield "nested_release_vmcs12:current_vmptr"
     if n.current_vmptr == -1:
         return
+    yield from k.f.copy_vmcs02_to_vmcs12_rare(k, vcpu)
     if k.config.shadow_vmcs:
         yield from k.f.copy_shadow_to_vmcs12(k, vcpu)
         yield from k.f.vmx_disable_shadow_vmcs(k, vcpu)

@@ -119,7 +119,11 @@ def on_each_cpu(k: Any, name: str, fn: FnFactory) -> Flow:
 
 
 def cr4_set_bits_vmxe(k: Any) -> Flow:
-    """``cr4_set_bits(X86_CR4_VMXE)``: the per-CPU shadow copy, then the register."""
+    """``cr4_set_bits(X86_CR4_VMXE)``: the per-CPU shadow copy, then the register
+    (both skipped when the shadow already has the bit; IRQs are off inside, so only an
+    NMI can fall between the two writes)."""
+    if k.cpu_state().cr4_shadow_vmxe:
+        return
     yield "cr4_set_bits:shadow"
     k.cpu_state().cr4_shadow_vmxe = True
     yield "cr4_set_bits:write_cr4"
@@ -127,6 +131,8 @@ def cr4_set_bits_vmxe(k: Any) -> Flow:
 
 
 def cr4_clear_bits_vmxe(k: Any) -> Flow:
+    if not k.cpu_state().cr4_shadow_vmxe:
+        return
     yield "cr4_clear_bits:shadow"
     k.cpu_state().cr4_shadow_vmxe = False
     yield "cr4_clear_bits:write_cr4"

@@ -43,6 +43,7 @@ class NestedVmx:
         self.current_vmptr: int = -1
         self.need_vmcs12_to_shadow_sync = False
         self.vmcs12_launched = False  # the launch state L1 sees in its vmcs12
+        self.need_sync_vmcs02_to_vmcs12_rare = False
 
 
 class VcpuVmx(KObject):
