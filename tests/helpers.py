@@ -10,8 +10,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from vmxfuzz.campaign import keys
-from vmxfuzz.fuzzcmd import fuzz
 from vmxfuzz.executor import Result
+from vmxfuzz.fuzzcmd import fuzz
 from vmxfuzz.kernel.state import Config
 from vmxfuzz.machine.faults import FaultSpec
 from vmxfuzz.scenario import Op, Scenario, load

@@ -37,7 +37,7 @@ def replay_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, An
     return code, json.loads(out)
 
 
-# ---- exit codes ------------------------------------------------------------------------------------
+# ---- exit codes ----
 @pytest.mark.parametrize("variant", ["both", "reference", "patched", "reference,patched"])
 def test_clean_example_exits_0(variant: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = replay(capsys, str(CLEAN), "--variant", variant)
@@ -95,7 +95,7 @@ def test_several_clean_files_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.count("== ") == len(clean)
 
 
-# ---- --json ------------------------------------------------------------------------------------------
+# ---- --json ----
 def test_json_single_file_structure(capsys: pytest.CaptureFixture[str]) -> None:
     code, doc = replay_json(capsys, str(SEED))
     assert code == 1
@@ -170,7 +170,7 @@ def test_json_directory_lists_every_example_with_its_expect(
             assert f["invariant"] is None or f["invariant"] in INVARIANTS
 
 
-# ---- bad input ---------------------------------------------------------------------------------------
+# ---- bad input ----
 GOOD = json.loads(SEED.read_text())
 
 
@@ -336,7 +336,7 @@ def test_usage_errors_exit_2_without_traceback(
     assert err.splitlines()[-1].startswith(("vmxfuzz: error: ", "vmxfuzz replay: error: "))
 
 
-# ---- plug-in variants -------------------------------------------------------------------------------
+# ---- plug-in variants ----
 def test_plugin_pair_classifies_against_the_plugin(capsys: pytest.CaptureFixture[str]) -> None:
     code, doc = replay_json(capsys, str(SEED), "--variant", f"reference,{PLUGIN}")
     assert code == 1
@@ -345,7 +345,7 @@ def test_plugin_pair_classifies_against_the_plugin(capsys: pytest.CaptureFixture
     assert (f["class"], f["invariant"], f["variant"]) == ("fixed", "kexec-active-vmcs", "reference")
 
 
-# ---- a real process ---------------------------------------------------------------------------------
+# ---- a real process ----
 def _vmxfuzz(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(

@@ -60,7 +60,7 @@ def ud_or_gp(excinfo: pytest.ExceptionInfo[CpuException]) -> str:
     return excinfo.value.vector
 
 
-# ---- VMXON ---------------------------------------------------------------------------------------
+# ---- VMXON ----
 def test_vmxon_with_cr4_vmxe_clear_is_ud() -> None:
     hw, _ = machine()
     with pytest.raises(CpuException) as e:
@@ -142,7 +142,7 @@ def test_vmxon_makes_the_current_vmcs_pointer_invalid() -> None:
     assert hw.cpus[0].current_vmcs is None
 
 
-# ---- VMXOFF and CR4 ------------------------------------------------------------------------------
+# ---- VMXOFF and CR4 ----
 def test_vmxoff_outside_vmx_root_is_ud() -> None:
     hw, _ = machine()
     hw.write_cr4_vmxe(0, True)  # CR4.VMXE alone is not VMX operation
@@ -177,7 +177,7 @@ def test_clearing_cr4_vmxe_in_vmx_root_is_gp() -> None:
     hw.write_cr4_vmxe(0, True)  # setting it again is harmless
 
 
-# ---- VMCLEAR -------------------------------------------------------------------------------------
+# ---- VMCLEAR ----
 def test_vmclear_outside_vmx_root_is_ud() -> None:
     hw, _ = machine()
     hw.write_cr4_vmxe(0, True)
@@ -229,7 +229,7 @@ def test_vmclear_writes_back_clear_and_invalidates_the_current_pointer() -> None
     assert hw.cpus[0].cache[v] == CLEAR, "reloaded from memory: launch state clear"
 
 
-# ---- VMPTRLD -------------------------------------------------------------------------------------
+# ---- VMPTRLD ----
 def test_vmptrld_outside_vmx_root_is_ud() -> None:
     hw, obs = machine()
     with pytest.raises(CpuException) as e:
@@ -280,7 +280,7 @@ def test_the_oracle_flags_vmptrld_of_a_vmcs_active_elsewhere() -> None:
     assert viol.objects == ("VMCS v", "CPU 1", "CPU 0")
 
 
-# ---- VMLAUNCH / VMRESUME -------------------------------------------------------------------------
+# ---- VMLAUNCH / VMRESUME ----
 @pytest.mark.parametrize("launch", [True, False], ids=["vmlaunch", "vmresume"])
 def test_vm_entry_needs_vmx_root(launch: bool) -> None:
     hw, _ = machine()
@@ -326,7 +326,7 @@ def test_vmresume_needs_launched() -> None:
     assert isinstance(r, VmFail), "after VMCLEAR the VMCS must be launched again"
 
 
-# ---- VMCS shadowing ------------------------------------------------------------------------------
+# ---- VMCS shadowing ----
 def _current_with_shadow(shadowing: bool, link: bool) -> tuple[Hardware, Vmcs, Vmcs]:
     hw, _ = machine()
     enter_root(hw)
@@ -350,13 +350,13 @@ def test_vm_entry_with_shadowing_and_link_caches_the_shadow_vmcs() -> None:
 
 @pytest.mark.parametrize(("shadowing", "link"), [(False, True), (True, False), (False, False)])
 def test_no_shadow_caching_without_both_control_and_link(shadowing: bool, link: bool) -> None:
-    hw, v, s = _current_with_shadow(shadowing, link)
+    hw, v, _shadow = _current_with_shadow(shadowing, link)
     assert hw.vmentry(0, launch=True) is None
     assert hw.cpus[0].cache == {v: LAUNCHED}
 
 
 def test_shadow_caching_on_vmresume_too() -> None:
-    hw, v, s = _current_with_shadow(False, True)
+    hw, _vmcs01, s = _current_with_shadow(False, True)
     assert hw.vmentry(0, launch=True) is None
     assert s not in hw.cpus[0].cache
     hw.vmwrite(0, "SECONDARY_EXEC_SHADOW_VMCS", True)
@@ -371,7 +371,7 @@ def test_vmxoff_keeps_a_cached_shadow_vmcs() -> None:
     assert set(hw.cpus[0].cache) == {v, s}
 
 
-# ---- VMREAD / VMWRITE / INVEPT -------------------------------------------------------------------
+# ---- VMREAD / VMWRITE / INVEPT ----
 @pytest.mark.parametrize("insn", ["vmread", "vmwrite", "invept"])
 def test_vmread_vmwrite_invept_need_vmx_root(insn: str) -> None:
     hw, _ = machine()
@@ -396,7 +396,7 @@ def test_vmread_vmwrite_need_a_current_vmcs_but_invept_does_not() -> None:
     assert hw.vmread(0, "f") is None and hw.vmwrite(0, "f", 1) is None
 
 
-# ---- freed VMCSes --------------------------------------------------------------------------------
+# ---- freed VMCSes ----
 @pytest.mark.parametrize("insn", ["vmclear", "vmptrld"])
 def test_vmclear_or_vmptrld_of_a_freed_vmcs_is_use_after_free(insn: str) -> None:
     hw, obs = machine()

@@ -52,7 +52,7 @@ SPEC_IDS = {
     "hang",
 }
 
-# ---- scenarios --------------------------------------------------------------------------------------
+# ---- scenarios ----
 SEED = EXAMPLES / "seed-nmi-in-list-add.json"
 VMXON_GP = EXAMPLES / "vmxon-gp.json"
 
@@ -110,7 +110,7 @@ def vm_in_the_failed_init_window() -> Scenario:
     )
 
 
-# ---- test variants --------------------------------------------------------------------------------
+# ---- test variants ----
 def load_vmcs_without_clear(k: Any, vmx: Any, cpu: int) -> Flow:
     """vmx_vcpu_load_vmcs (seed) that skips loaded_vmcs_clear: no VMCLEAR on the old CPU."""
     yield "vmx_vcpu_load_vmcs:read_cpu"
@@ -269,7 +269,7 @@ def spy_hardware_enable(base: str, log: list[dict[str, Any]]) -> Callable[[Any],
     return hardware_enable
 
 
-# ---- the table: every invariant, triggered and quiet ------------------------------------------------
+# ---- the table: every invariant, triggered and quiet ----
 Case = Callable[[], Result]
 
 TRIGGER: dict[str, list[tuple[str, Case]]] = {
@@ -313,11 +313,16 @@ TRIGGER: dict[str, list[tuple[str, Case]]] = {
         ),
     ],
     "use-after-free": [
-        ("VM outlives failed vmx_init, patched", lambda: run(vm_in_the_failed_init_window(), "patched")),
+        (
+            "VM outlives failed vmx_init, patched",
+            lambda: run(vm_in_the_failed_init_window(), "patched"),
+        ),
         (
             "VMCS freed while active (variant)",
             lambda: run(
-                LIFECYCLE, "patched", functions=variant("patched", free_loaded_vmcs=free_without_clear)
+                LIFECYCLE,
+                "patched",
+                functions=variant("patched", free_loaded_vmcs=free_without_clear),
             ),
         ),
     ],
@@ -380,7 +385,10 @@ TRIGGER: dict[str, list[tuple[str, Case]]] = {
 QUIET: dict[str, list[tuple[str, Case]]] = {
     "kexec-active-vmcs": [
         ("seed example, patched", lambda: run(load(SEED), "patched")),
-        ("orderly kexec, reference", lambda: run(load(EXAMPLES / "clean-orderly-kexec.json"), "reference")),
+        (
+            "orderly kexec, reference",
+            lambda: run(load(EXAMPLES / "clean-orderly-kexec.json"), "reference"),
+        ),
     ],
     "oops": [
         ("vmxon-gp example, patched", lambda: run(load(VMXON_GP), "patched")),
@@ -466,7 +474,7 @@ def test_quiet(inv: str, case: Case) -> None:
     assert r.ended in ("idle", "kexec (crash)", "kexec (kexec -e)")
 
 
-# ---- each invariant in detail -----------------------------------------------------------------------
+# ---- each invariant in detail ----
 def test_vmcs_active_on_two_cpus_names_both_cpus() -> None:
     (case,) = [c for _, c in TRIGGER["vmcs-active-on-two-cpus"]]
     r = case()
@@ -522,7 +530,9 @@ def test_use_after_free_vmcs_freed_while_active() -> None:
         "VMCS v0.vmcs01.vmcs#2 (of v0.vmcs01) freed while active on CPU 0"
     )
     assert "touch of freed list_head v0.vmcs01.link" in r.violations[1].detail
-    assert r.op_results == ["0", "0", "0", "oops", "-EBUSY"], "the dying task kept the VM's module ref"
+    assert r.op_results == ["0", "0", "0", "oops", "-EBUSY"], (
+        "the dying task kept the VM's module ref"
+    )
 
 
 @pytest.mark.parametrize(
@@ -605,14 +615,6 @@ def test_hook_before_setup_on_a_second_load(ops: tuple[Op, ...], faults: list[Fa
     assert violations(r) == [("hook-before-setup", "kvm_x86_ops:load", "task", 0)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ORACLE BUG (oracle.hook_called): once hardware_unsetup ran (a normal unload, or "
-    "kvm_init's unwind after a successful hardware_setup), Oracle.unset stays True until "
-    "the next hardware_setup returns 0, so a runtime hook called before the *next* module "
-    "instance's hardware_setup() completed is not flagged (spec 8: hook-before-setup); the "
-    "oracle hears of no module load to reset it",
-)
 @pytest.mark.parametrize(
     ("ops", "faults"),
     [
@@ -639,7 +641,7 @@ def test_initdata_after_init_in_patched_only() -> None:
     assert r.op_results == ["0", "oops"]
 
 
-# ---- the known real findings, exactly ------------------------------------------------------------------
+# ---- the known real findings, exactly ----
 def test_seed_example_reference_leaks_a_vmcs_patched_is_clean() -> None:
     d = run_both(load(SEED))
     ref, pat = d.reference, d.patched
@@ -670,7 +672,11 @@ def test_vmxon_gp_example_oops_in_reference_efault_path_in_patched() -> None:
     assert ref.op_results == ["0", "oops"]
 
     log: list[dict[str, Any]] = []
-    pat = run(sc, "patched", functions=variant("patched", hardware_enable=spy_hardware_enable("patched", log)))
+    pat = run(
+        sc,
+        "patched",
+        functions=variant("patched", hardware_enable=spy_hardware_enable("patched", log)),
+    )
     assert pat.violations == []
     assert pat.op_results == ["0", "-EBUSY"]
     clean = {"vmxe": False, "shadow": False, "pt_off": False}
@@ -697,7 +703,10 @@ def test_vmxon_gp_then_a_second_vm_hangs_reference_only() -> None:
     assert "kvm_count_lock held by CPU 0" in d.reference.violations[1].detail
     assert d.reference.ended == "hang"
     assert d.patched.violations == [] and d.patched.op_results == ["0", "-EBUSY", "0"]
-    assert sorted((f.cls, f.invariant) for f in d.findings) == [("fixed", "hang"), ("fixed", "oops")]
+    assert sorted((f.cls, f.invariant) for f in d.findings) == [
+        ("fixed", "hang"),
+        ("fixed", "oops"),
+    ]
 
 
 def test_panic_with_kvm_loaded_and_no_vm_is_a_regression() -> None:
@@ -707,7 +716,12 @@ def test_panic_with_kvm_loaded_and_no_vm_is_a_regression() -> None:
     assert d.reference.violations == []
     assert d.reference.kexec_checked and d.reference.ended == "kexec (crash)"
     (v,) = d.patched.violations
-    assert (v.invariant, v.site, v.context, v.cpu) == ("oops", "list_for_each_entry:load", "crash", 0)
+    assert (v.invariant, v.site, v.context, v.cpu) == (
+        "oops",
+        "list_for_each_entry:load",
+        "crash",
+        0,
+    )
     assert v.detail.startswith("NULL list pointer dereference")
     assert d.patched.ended == "oops in crash path on CPU 0"
     assert not d.patched.kexec_checked, "the kdump kernel is never reached"

@@ -32,7 +32,12 @@ Flow = Generator[Any, Any, Any]
 # Spec section 1: list_add is four stores, list_del two stores then the poisoning,
 # INIT_LIST_HEAD two stores; each store is one labelled step, in the kernel's order.
 ADD_LABELS = ("list_add:next_prev", "list_add:new_next", "list_add:new_prev", "list_add:publish")
-DEL_LABELS = ("list_del:next_prev", "list_del:unlink", "list_del:poison_next", "list_del:poison_prev")
+DEL_LABELS = (
+    "list_del:next_prev",
+    "list_del:unlink",
+    "list_del:poison_next",
+    "list_del:poison_prev",
+)
 INIT_LABELS = ("INIT_LIST_HEAD:next", "INIT_LIST_HEAD:prev")
 WALKS = ("list_for_each_entry", "list_for_each_entry_safe")
 NAMES = ("e1", "e2", "e3")
@@ -96,7 +101,7 @@ def _assert_clean(x: Experiment, ended: str) -> None:
     assert len(x.walks) == 1, "the NMI fired exactly once"
 
 
-# ---- the experiment ---------------------------------------------------------------------------
+# ---- the experiment ----
 def test_the_labels_are_the_spec_steps() -> None:
     """The model's list steps are exactly the stores of spec section 1 (so the
     parametrisations below cover every point an NMI can hit)."""
@@ -169,7 +174,7 @@ def test_the_seed_log_in_order() -> None:
     assert x.walks == [[], ["e3", "e2", "e1"], ["e3", "e1"]]
 
 
-# ---- INIT_LIST_HEAD and what a walk of an uninitialised head does ------------------------------
+# ---- INIT_LIST_HEAD and what a walk of an uninitialised head does ----
 def test_nmi_between_the_two_init_stores_sees_an_empty_list() -> None:
     """``WRITE_ONCE(h->next, h)`` comes first, so a forward walk is already safe."""
     x = Experiment(_nmi("INIT_LIST_HEAD:prev"))
@@ -182,7 +187,12 @@ def test_nmi_before_init_walks_a_zeroed_head_and_oopses() -> None:
     x.run()
     assert x.walks == [[]]
     (v,) = x.oracle.violations
-    assert (v.invariant, v.label, v.context, v.cpu) == ("oops", "list_for_each_entry:load", "nmi", 0)
+    assert (v.invariant, v.label, v.context, v.cpu) == (
+        "oops",
+        "list_for_each_entry:load",
+        "nmi",
+        0,
+    )
     assert "NULL" in v.detail
     assert AFTER_DEL not in x.labels(), "the oops in NMI context panics: the task never resumes"
 
@@ -205,7 +215,7 @@ def test_walking_a_zeroed_per_cpu_list_in_a_task_is_an_oops() -> None:
     assert (v.invariant, v.site, v.context) == ("oops", "list_for_each_entry:load", "task")
 
 
-# ---- poison and corrupted rings ------------------------------------------------------------------
+# ---- poison and corrupted rings ----
 def _list_of(k: Any, *names: str) -> tuple[ListHead, dict[str, ListHead]]:
     head = ListHead("list")
     nodes = {n: ListHead(n, owner=n) for n in names}
@@ -286,4 +296,9 @@ def test_a_walk_hang_in_a_task_is_reported_as_hang() -> None:
     head = _corrupted_ring(k)
     x.run(lambda: k.f.list_for_each_entry(k, head, lambda owner: iter(())))
     (v,) = x.oracle.violations
-    assert (v.invariant, v.site, v.context, v.cpu) == ("hang", "list_for_each_entry:load", "task", 0)
+    assert (v.invariant, v.site, v.context, v.cpu) == (
+        "hang",
+        "list_for_each_entry:load",
+        "task",
+        0,
+    )

@@ -105,7 +105,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     )
 
 
-# ---- round trip -------------------------------------------------------------------------------------
+# ---- round trip ----
 @given(scenarios())
 def test_round_trip_through_json(sc: Scenario) -> None:
     doc = sc.to_json()
@@ -176,7 +176,7 @@ def test_fault_and_nmi_fields_are_kept_exactly() -> None:
     assert from_json(doc) == sc
 
 
-# ---- op grouping -------------------------------------------------------------------------------------
+# ---- op grouping ----
 def _op(parallel: bool = False) -> Op:
     return Op("module_load", parallel=parallel)
 
@@ -198,7 +198,9 @@ def test_groups(flags: tuple[bool, ...], expected: list[list[int]]) -> None:
 
 def _span(trace: list[Any], cpu: int, name: str) -> tuple[int, int]:
     """First and last trace index of the task ``name`` on ``cpu``."""
-    idx = [i for i, e in enumerate(trace) if e.cpu == cpu and e.context == "task" and e.name == name]
+    idx = [
+        i for i, e in enumerate(trace) if e.cpu == cpu and e.context == "task" and e.name == name
+    ]
     assert idx, (cpu, name)
     return idx[0], idx[-1]
 
@@ -265,7 +267,7 @@ def test_ops_still_running_at_kexec_are_interrupted() -> None:
     assert r.ended == "kexec (crash)"
 
 
-# ---- NMI placement -----------------------------------------------------------------------------------
+# ---- NMI placement ----
 def _benign_nmi_before(label: str, ops: tuple[Op, ...]) -> tuple[Any, list[str]]:
     r = run(scenario(*ops, nmis=[NmiSpec(0, label, 1, "benign")]), "patched")
     cpu0 = [e.label for e in r.trace if e.cpu == 0]
@@ -284,15 +286,6 @@ def test_an_nmi_fires_just_before_its_step(label: str) -> None:
     assert cpu0.count("nmi_handle:benign") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MODEL BUG (sched.Scheduler.step): an NMI is only ever triggered before a plain "
-    "str step, never before a Wait step; Wait labels (spins such as "
-    "smp_call_function_many:wait, raw_spin_lock:acquire, mutex_lock:acquire) are in "
-    "labels.known_labels(), so scenario validation accepts them, they execute and are "
-    "traced with their label, and the NMI silently never fires (spec 1/10: NMIs before "
-    "any labelled step; labels.py: no NMI point may silently never fire)",
-)
 @pytest.mark.parametrize(
     "label", ["smp_call_function_many:wait", "raw_spin_lock:acquire", "mutex_lock:acquire"]
 )
@@ -303,3 +296,88 @@ def test_an_nmi_fires_before_a_spin_wait_step(label: str) -> None:
     assert r.nmis_fired == [0]
     i = cpu0.index(label)
     assert "nmi_handle:benign" in cpu0[:i]
+
+
+# ---- ops and offline CPUs ----
+def test_an_op_on_a_cpu_offline_at_its_start_is_not_run() -> None:
+    sc = scenario(
+        LOAD,
+        create_vm(),
+        create_vcpu("v0", 0),
+        Op("cpu_offline", 0, target=1),
+        run_vcpu("v0", 1),
+    )
+    r = run(sc, "patched")
+    assert r.op_results == ["0", "0", "0", "0", "cpu offline"]
+    assert r.violations == []
+
+
+@pytest.mark.parametrize("variant", ["reference", "patched"])
+def test_nothing_runs_on_a_cpu_after_it_went_offline(variant: str) -> None:
+    sc = scenario(
+        LOAD,
+        create_vm(),
+        create_vcpu("v0", 0),
+        Op("cpu_offline", 0, target=1),
+        run_vcpu("v0", 1, parallel=True),
+    )
+    r = run(sc, variant)
+    assert r.op_results[3] == "0", "CPU 1 went offline"
+    offline_at = next(e.seq for e in r.trace if e.label == "__cpu_disable:set_offline")
+    later_tasks = [
+        e.label for e in r.trace if e.seq > offline_at and e.cpu == 1 and e.name == "run_vcpu"
+    ]
+    assert later_tasks == [], "no step of another task on CPU 1 once it is offline"
+    assert r.violations == []
+
+
+def _offline_while_a_task_sleeps(variant: str) -> tuple[Scenario, Any, int]:
+    """vCPU v0 runs on CPU 0; a second KVM_RUN of v0 on CPU 1 sleeps on ``vcpu->mutex``
+    while CPU 2 takes CPU 1 offline.  Searches a schedule (so it follows the model's step
+    counts) under which the CPU 1 task started before CPU 1 went offline."""
+    ops = (
+        LOAD,
+        create_vm(),
+        create_vcpu("v0", 0),
+        run_vcpu("v0", 0),
+        run_vcpu("v0", 1, parallel=True),
+        Op("cpu_offline", 2, target=1, parallel=True),
+    )
+    for pre in range(12):
+        for mid in range(1, 16):
+            sc = scenario(*ops, cpus=3, schedule=[0] * pre + [1] * mid + [2] * 60)
+            r = run(sc, variant)
+            off = [e.seq for e in r.trace if e.label == "__cpu_disable:set_offline"]
+            started = [
+                e.label
+                for e in r.trace
+                if e.cpu == 1 and e.name == "run_vcpu" and off and e.seq < off[0]
+            ]
+            if started and "mutex_lock:acquire" not in started:
+                return sc, r, off[0]
+    raise AssertionError("no schedule lets the CPU 1 task start before the offline")
+
+
+@pytest.mark.parametrize("variant", ["reference", "patched"])
+def test_a_task_can_be_asleep_on_a_cpu_that_goes_offline(variant: str) -> None:
+    _, r, offline_at = _offline_while_a_task_sleeps(variant)
+    assert r.op_results[5] == "0", "CPU 1 went offline"
+    assert offline_at > 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="MODEL BUG (sched.Scheduler): the fix for queued ops (not started on an offline "
+    "CPU) does not cover a task that had started and was asleep (vcpu->mutex) when "
+    "take_cpu_down preempted it: it resumes on the offline CPU and runs VMX instructions "
+    "there (VMPTRLD #UD -> kvm_spurious_fault BUG + current-vmcs-stale, both versions); "
+    "the kernel migrates it to an online CPU",
+)
+@pytest.mark.parametrize("variant", ["reference", "patched"])
+def test_a_sleeping_task_does_not_resume_on_its_offline_cpu(variant: str) -> None:
+    _, r, offline_at = _offline_while_a_task_sleeps(variant)
+    resumed = [
+        e.label for e in r.trace if e.cpu == 1 and e.name == "run_vcpu" and e.seq > offline_at
+    ]
+    assert resumed == [], "no step of the task on CPU 1 once it is offline"
+    assert r.violations == []

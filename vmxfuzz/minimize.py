@@ -2,18 +2,27 @@
 
 Delta debugging over the scenario's parts: drop operations, NMIs, injected faults and
 schedule entries (in chunks first, then one at a time) while the finding (same class,
-invariant and site) persists, until no single removal keeps it.  The result is
-1-minimal by construction: the final pass tried every single removal and each one
-lost the finding.  Engine-agnostic: Hypothesis, atheris and exploration findings all
-go through here.
+invariant and site) persists, until no single removal keeps it.  The loop runs to a
+fixpoint, so the result is 1-minimal by construction: the last pass tried every single
+removal and each one lost the finding.  Engine-agnostic: Hypothesis, atheris and
+exploration findings all go through here.
+
+Every candidate is a valid scenario: the models enforce the kernel's serialisation
+rules themselves (an op on a VM or vCPU that no longer exists returns ``-ENOENT``, an
+unload while a VM is open ``-EBUSY``), so dropping an op never needs its dependants
+dropped with it; the one structural rule, that the first op cannot be ``parallel``,
+is restored by :func:`_fixup`.  Before removing parts, the machine configuration is
+simplified towards the defaults (fewer CPUs, no quirks) where the finding survives,
+which only makes reproducers easier to read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import fields, replace
 from typing import Any, TypeVar
 
+from .kernel.state import Config
 from .scenario import Scenario
 
 T = TypeVar("T")
@@ -55,18 +64,62 @@ def reduce_part(
     return sc
 
 
-def minimize(sc: Scenario, keeps: Callable[[Scenario], bool], max_rounds: int = 20) -> Scenario:
+def _highest_cpu(sc: Scenario) -> int:
+    """The highest CPU number the scenario's ops, schedule, NMIs and faults name."""
+    used = [0]
+    for o in sc.ops:
+        used += [o.cpu] + ([o.target] if o.target is not None else [])
+    used += list(sc.schedule) + [n.cpu for n in sc.nmis]
+    used += [f.cpu for f in sc.faults if f.cpu is not None]
+    return max(used)
+
+
+def _simpler_configs(sc: Scenario) -> Iterator[Scenario]:
+    """Candidate configurations one step closer to the defaults."""
+    cfg, default = sc.config, Config()
+    need = _highest_cpu(sc) + 1
+    if cfg.cpus > need:
+        keep = range(need)
+        trimmed = {
+            f.name: tuple(c for c in getattr(cfg, f.name) if c in keep)
+            for f in fields(Config)
+            if isinstance(getattr(cfg, f.name), tuple)
+        }
+        yield replace(sc, config=replace(cfg, cpus=need, **trimmed))
+    for f in fields(Config):
+        if f.name == "cpus":
+            continue
+        value, plain = getattr(cfg, f.name), getattr(default, f.name)
+        if value != plain:
+            yield replace(sc, config=replace(cfg, **{f.name: plain}))
+
+
+def simplify_config(sc: Scenario, keeps: Callable[[Scenario], bool]) -> Scenario:
+    """Move the configuration towards the defaults while the finding survives."""
+    changed = True
+    while changed:
+        changed = False
+        for cand in _simpler_configs(sc):
+            if keeps(cand):
+                sc, changed = cand, True
+                break
+    return sc
+
+
+def minimize(sc: Scenario, keeps: Callable[[Scenario], bool]) -> Scenario:
     """The smallest scenario reachable by removals for which ``keeps`` holds.
 
-    ``keeps(sc)`` must be true on entry; it is deterministic (a replay).
+    ``keeps(sc)`` must be true on entry; it is deterministic (a replay).  Every
+    accepted step makes the scenario strictly smaller (or its configuration strictly
+    plainer), so the fixpoint loop terminates.
     """
-    for _ in range(max_rounds):
+    while True:
         before = sc
+        sc = simplify_config(sc, keeps)
         for part in PARTS:
             sc = reduce_part(sc, part, keeps)
         if sc == before:
-            break
-    return sc
+            return sc
 
 
 def is_one_minimal(sc: Scenario, keeps: Callable[[Scenario], bool]) -> bool:

@@ -148,6 +148,13 @@ class Oracle:
     def bind(self, k: Any) -> None:
         self._k = k
 
+    def module_coming(self, k: Any) -> None:
+        """A new vendor module instance starts loading: until its hardware_setup()
+        returns 0, runtime hooks are "before setup" again, whatever an earlier
+        instance did."""
+        self.setup_done = False
+        self.unset = False
+
     def hook_called(self, k: Any, hook: str) -> None:
         if hook == "hardware_enable":
             cpu = k.hw.cpus[k.cpu]

@@ -296,13 +296,20 @@ class Scheduler:
             return
         if not st or self._preemptible(c):
             task = self.tasks[c].popleft()
+            if not cpu.online and not task.preempt:
+                # Queued before its CPU went offline: the task migrates away in the
+                # kernel; in the scenario the op did not run on this CPU.
+                if task.on_done is not None:
+                    task.on_done("cpu offline")
+                return
             k.cpu = c
             self._push(Context("task", task.name, c, task.factory(), task.on_done, task.on_oops))
             return
         ctx = st[-1]
         p = ctx.pending
-        if isinstance(p, str) and self._nmi_trigger(c, p):
-            return
+        label = p.label if isinstance(p, Wait) else p
+        if isinstance(label, str) and self._nmi_trigger(c, label):
+            return  # the NMI runs first (for a spin: just before the spin completes)
         self._advance(ctx)
 
     def _nmi_trigger(self, c: int, label: str) -> bool:

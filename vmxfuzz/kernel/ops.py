@@ -23,6 +23,7 @@ def op_module_load(k: Any) -> Flow:
         return EEXIST
     k.module_state = "coming"
     k.module_init_done = False
+    k.oracle.module_coming(k)
     k.f.vmx_static_data(k)  # the module's data sections come into existence
     r = yield from k.f.vmx_init(k)
     yield "do_init_module:done"
