@@ -91,7 +91,8 @@ def _simpler_configs(sc: Scenario) -> Iterator[Scenario]:
             continue
         value, plain = getattr(cfg, f.name), getattr(default, f.name)
         if value != plain:
-            yield replace(sc, config=replace(cfg, **{f.name: plain}))
+            change: dict[str, Any] = {f.name: plain}
+            yield replace(sc, config=replace(cfg, **change))
 
 
 def simplify_config(sc: Scenario, keeps: Callable[[Scenario], bool]) -> Scenario:
