@@ -80,7 +80,7 @@ def _simpler_configs(sc: Scenario) -> Iterator[Scenario]:
     need = _highest_cpu(sc) + 1
     if cfg.cpus > need:
         keep = range(need)
-        trimmed = {
+        trimmed: dict[str, Any] = {
             f.name: tuple(c for c in getattr(cfg, f.name) if c in keep)
             for f in fields(Config)
             if isinstance(getattr(cfg, f.name), tuple)
