@@ -365,14 +365,6 @@ def test_a_task_can_be_asleep_on_a_cpu_that_goes_offline(variant: str) -> None:
     assert offline_at > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MODEL BUG (sched.Scheduler): the fix for queued ops (not started on an offline "
-    "CPU) does not cover a task that had started and was asleep (vcpu->mutex) when "
-    "take_cpu_down preempted it: it resumes on the offline CPU and runs VMX instructions "
-    "there (VMPTRLD #UD -> kvm_spurious_fault BUG + current-vmcs-stale, both versions); "
-    "the kernel migrates it to an online CPU",
-)
 @pytest.mark.parametrize("variant", ["reference", "patched"])
 def test_a_sleeping_task_does_not_resume_on_its_offline_cpu(variant: str) -> None:
     _, r, offline_at = _offline_while_a_task_sleeps(variant)

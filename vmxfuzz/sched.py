@@ -115,6 +115,8 @@ class Scheduler:
         self.ipis: list[deque[IpiRequest]] = [deque() for _ in range(ncpus)]
         self.nmi_pending: list[deque[tuple[str, FlowFactory]]] = [deque() for _ in range(ncpus)]
         self.tasks: list[deque[Task]] = [deque() for _ in range(ncpus)]
+        # Task contexts migrated here from a CPU that went offline, waiting to resume.
+        self.migrated: list[deque[Context]] = [deque() for _ in range(ncpus)]
         self.schedule = list(schedule or [])
         self.schedule_pos = 0
         self.nmis = list(nmis or [])
@@ -153,6 +155,21 @@ class Scheduler:
     def send_nmi(self, target: int, name: str, factory: FlowFactory) -> None:
         self.nmi_pending[target].append((name, factory))
 
+    def migrate_tasks(self, dying: int, to: int) -> None:
+        """``sched_cpu_dying``: move the sleeping task contexts off a dying CPU.
+
+        Only tasks below the running context (asleep when the stopper preempted them)
+        move; each resumes on ``to`` when that CPU is free, and code after the move
+        sees ``smp_processor_id() == to``.
+        """
+        st = self.stacks[dying]
+        keep = st[-1:] if st else []
+        for ctx in st[:-1]:
+            if ctx.kind == "task":
+                ctx.cpu = to
+                self.migrated[to].append(ctx)
+        self.stacks[dying] = keep
+
     def in_nmi(self, cpu: int) -> bool:
         return any(c.kind == "nmi" for c in self.stacks[cpu])
 
@@ -174,7 +191,12 @@ class Scheduler:
 
     def idle(self) -> bool:
         """A quiescent point: no CPU is inside any flow (queued ops have not started)."""
-        return not any(self.stacks) and not any(self.ipis) and not any(self.nmi_pending)
+        return (
+            not any(self.stacks)
+            and not any(self.ipis)
+            and not any(self.nmi_pending)
+            and not any(self.migrated)
+        )
 
     # ---- stepping ----------------------------------------------------------------------
     def _where(self, c: int) -> str:
@@ -199,6 +221,8 @@ class Scheduler:
         if self._preemptible(c):
             return True
         st = self.stacks[c]
+        if not st and self.migrated[c]:
+            return True
         if st:
             p = st[-1].pending
             return not isinstance(p, Wait) or bool(p.cond())
@@ -293,6 +317,9 @@ class Scheduler:
 
             ctx = Context("ipi", req.name, c, req.factory(), on_done=done, saved_irqs=saved)
             self._push(ctx)
+            return
+        if not st and self.migrated[c]:
+            self.stacks[c].append(self.migrated[c].popleft())  # resumes at its next step
             return
         if not st or self._preemptible(c):
             task = self.tasks[c].popleft()

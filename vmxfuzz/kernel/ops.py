@@ -197,6 +197,10 @@ def take_cpu_down(k: Any) -> Flow:
     if k.hotplug_registered:
         yield from k.f.kvm_dying_cpu(k)
     yield from k.f.flush_smp_call_function_queue(k)
+    yield "sched_cpu_dying:migrate_tasks"
+    others = [c for c in k.online_cpus() if c != k.cpu]
+    if others:
+        k.sched.migrate_tasks(k.cpu, others[0])
     return 0
 
 
