@@ -203,6 +203,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out}: (--out): exists and is not a directory")
+    try:  # the last check, so bad input never leaves a directory behind
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadInput(f"{out}: (--out): cannot create: {e.strerror or e}") from None
     return fuzz(
         engine=args.engine,
         variant=args.variant,
@@ -301,9 +305,14 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from .fuzzcmd import promote
+    from .fuzzcmd import plain_name, promote
 
-    target = promote(Path(args.finding), args.name, Path(args.dest))
+    if args.name is not None and not plain_name(args.name):
+        raise BadInput(f"--name: {args.name!r} is not a plain file name (letters, digits, . _ -)")
+    dest = Path(args.dest)
+    if dest.exists() and not dest.is_dir():
+        raise BadInput(f"{dest}: (--dest): exists and is not a directory")
+    target = promote(Path(args.finding), args.name, dest)
     print(f"promoted to {target}")
     return EXIT_CLEAN
 

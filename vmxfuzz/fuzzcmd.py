@@ -12,9 +12,11 @@ import json
 import multiprocessing as mp
 import os
 import queue
+import re
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -222,17 +224,28 @@ def fuzz(
     return 1 if summary["findings"] else 0
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def plain_name(name: str) -> bool:
+    """A name usable as a file stem in the regression folder (no paths, no dot files)."""
+    return bool(_PLAIN.fullmatch(name))
+
+
 def promote(path: Path, name: str | None, dest: Path) -> Path:
-    """Copy a finding into the regression folder with a fresh ``expect`` block."""
+    """Copy a finding into the regression folder with a fresh ``expect`` block.
+
+    The block is computed by replaying the scenario now, so promoting again after a
+    model change refreshes it; the file is written atomically.
+    """
     sc = load(path)
     d = run_both(sc, keep_trace=False)
-    data = sc.to_json()
-    data["name"] = name or sc.name or path.stem
-    data["expect"] = {
+    stem = name or (sc.name if plain_name(sc.name) else path.stem)
+    expect = {
         "reference": sorted(d.reference.invariants),
         "patched": sorted(d.patched.invariants),
         "classes": sorted({f.cls for f in d.findings}),
     }
-    target = dest / f"{data['name']}.json"
-    write_text_atomic(target, json.dumps(data, indent=2) + "\n")
+    target = dest / f"{stem}.json"
+    write_text_atomic(target, replace(sc, name=stem, expect=expect).dumps())
     return target
