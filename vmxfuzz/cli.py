@@ -174,6 +174,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="atheris: comma-separated classes that stop the run (default: none)",
     )
 
+    x = sub.add_parser(
+        "explore",
+        help="explore every schedule, NMI and fault within a bound (exhaustive)",
+        description="Bounded exhaustive exploration with state hashing and sleep sets. "
+        "Programs come from scenario files (their ops and config; schedule, NMIs and "
+        "faults are what is explored) or are enumerated: --cpus/--vcpus set up the "
+        "machine and every sequence of up to --ops workload ops is explored.",
+    )
+    x.add_argument("program", nargs="*", help="scenario files or directories (optional)")
+    x.add_argument("--variant", default="both", help="as for replay")
+    x.add_argument("--cpus", type=int, default=2, help="enumerated programs: CPUs")
+    x.add_argument("--vcpus", type=int, default=2, help="enumerated programs: vCPUs")
+    x.add_argument("--ops", type=int, default=1, help="enumerated programs: workload ops")
+    x.add_argument("--nmis", type=int, default=1, help="NMIs to place (default 1)")
+    x.add_argument("--nmi-kinds", default="panic,benign", help="panic,benign (default both)")
+    x.add_argument("--faults", type=int, default=0, help="faults to inject (default 0)")
+    x.add_argument("--fault-sites", default="", help="comma-separated sites (default all)")
+    x.add_argument(
+        "--setup",
+        type=int,
+        default=None,
+        help="first ops run with no choices (default: 0 for files; the module load, VM "
+        "and vCPU creation for enumerated programs)",
+    )
+    x.add_argument("--time", type=float, default=60.0, help="budget in seconds (default 60)")
+    x.add_argument("--out", default="explore-out", help="output directory")
+    x.add_argument("--json", action="store_true", help="print explore.json to stdout")
+    x.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    x.add_argument(
+        "--sleep-sets",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="sleep-set reduction (default on; off: state hashing only)",
+    )
+    x.set_defaults(func=cmd_explore)
+
     d = sub.add_parser("decode", help="write the scenario a libFuzzer input stands for")
     d.add_argument("input", help="a corpus entry or crash artifact")
     d.add_argument("-o", "--output", help="scenario file to write (default: stdout)")
@@ -217,6 +253,67 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         as_json=args.json,
         nested=args.nested,
         fail_on=args.fail_on,
+    )
+
+
+def _out_dir(path: str) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out}: (--out): exists and is not a directory")
+    return out
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .explore import NMI_KINDS, Bound, setup_ops
+    from .explorecmd import Source, explore_cmd
+    from .machine.faults import SITES
+
+    _variants(args.variant)
+    for opt in ("cpus", "vcpus", "ops", "nmis", "faults"):
+        if getattr(args, opt) < 0:
+            raise BadInput(f"--{opt}: must not be negative, not {getattr(args, opt)}")
+    if not 1 <= args.cpus <= 4:
+        raise BadInput(f"--cpus: 1 to 4, not {args.cpus}")
+    if args.time <= 0:
+        raise BadInput(f"--time: must be positive, not {args.time}")
+    kinds = tuple(k for k in args.nmi_kinds.split(",") if k)
+    bad = [k for k in kinds if k not in NMI_KINDS]
+    if bad or not kinds:
+        raise BadInput(f"--nmi-kinds: {','.join(bad) or 'empty'}: choose from panic,benign")
+    sites = tuple(x for x in args.fault_sites.split(",") if x)
+    unknown = [x for x in sites if x not in SITES]
+    if unknown:
+        raise BadInput(f"--fault-sites: unknown site {unknown[0]!r}")
+    if args.program:
+        files = [(str(f), load_any(f)) for f in _scenario_files(args.program)]
+        programs = [(name, replace(sc, schedule=(), nmis=(), faults=())) for name, sc in files]
+        source = Source(files=programs)
+        setup = args.setup if args.setup is not None else 0
+        shortest = min(len(sc.ops) for _, sc in programs)
+        if setup > shortest:
+            raise BadInput(f"--setup: {setup} is more than the {shortest} ops of a program")
+    else:
+        source = Source(cpus=args.cpus, vcpus=args.vcpus, ops=args.ops)
+        setup = args.setup if args.setup is not None else len(setup_ops(args.cpus, args.vcpus))
+    if setup < 0:
+        raise BadInput(f"--setup: must not be negative, not {setup}")
+    bound = Bound(args.nmis, kinds, args.faults, sites, setup)
+    out = _out_dir(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadInput(f"{out}: (--out): cannot create: {e.strerror or e}") from None
+    return explore_cmd(
+        source=source,
+        variant=args.variant,
+        bound=bound,
+        budget=args.time,
+        out=out,
+        as_json=args.json,
+        resume=args.resume,
+        sleep_sets=args.sleep_sets,
     )
 
 

@@ -149,6 +149,65 @@ class _Driver:
             self.start_next()
 
 
+@dataclass
+class Run:
+    """One run being set up or stepped: the machine, its scheduler and the op driver.
+
+    :func:`run` is ``start(...).finish()``; the exhaustive explorer starts runs the
+    same way with its own scheduler subclass and fault plan, so every engine executes
+    scenarios through this one code path.
+    """
+
+    scenario: Scenario
+    variant: str
+    k: Kernel
+    sched: Scheduler
+    driver: _Driver
+    oracle: Oracle
+    faults: FaultPlan
+
+    def finish(self, *, keep_trace: bool = True) -> Result:
+        """Step until the machine ends (unless already ended) and collect the result."""
+        ended = self.sched.ended or self.sched.run()
+        results = ["interrupted" if r == "running" else r for r in self.driver.results]
+        k, sched, faults = self.k, self.sched, self.faults
+        return Result(
+            variant=self.variant,
+            violations=list(self.oracle.violations),
+            op_results=results,
+            ended=ended,
+            trace=sched.trace if keep_trace else [],
+            warnings=k.warnings,
+            steps=sched.steps,
+            kexec_checked=self.oracle.kexec_checked,
+            nmis_fired=sorted(sched.nmi_fired),
+            faults_fired=sorted({faults.faults.index(spec) for spec, _ in faults.fired}),
+            caches={c.id: [v.describe() for v in c.cache] for c in k.hw.cpus},
+        )
+
+
+def start(
+    scenario: Scenario,
+    variant: str,
+    *,
+    functions: SimpleNamespace | None = None,
+    sched_cls: type[Scheduler] = Scheduler,
+    faults: FaultPlan | None = None,
+) -> Run:
+    """Build the machine for ``scenario`` on ``variant`` and queue the first op group."""
+    f = functions if functions is not None else build(variant)
+    oracle = Oracle()
+    plan = faults if faults is not None else FaultPlan(tuple(scenario.faults))
+    k = Kernel(scenario.config, f, plan, oracle)
+    oracle.bind(k)
+    sched = sched_cls(k, scenario.config.cpus, list(scenario.schedule), list(scenario.nmis))
+    sched.nmi_handler = nmi_handler(k)
+    k.sched = sched
+    driver = _Driver(k, sched, scenario.ops)
+    driver.start_next()
+    return Run(scenario, variant, k, sched, driver, oracle, plan)
+
+
 def run(
     scenario: Scenario,
     variant: str,
@@ -161,28 +220,4 @@ def run(
     ``functions`` replaces the variant's function namespace (tests build small
     variants this way: ``SimpleNamespace(**{**vars(build("patched")), "fn": new})``).
     """
-    f = functions if functions is not None else build(variant)
-    oracle = Oracle()
-    faults = FaultPlan(tuple(scenario.faults))
-    k = Kernel(scenario.config, f, faults, oracle)
-    oracle.bind(k)
-    sched = Scheduler(k, scenario.config.cpus, list(scenario.schedule), list(scenario.nmis))
-    sched.nmi_handler = nmi_handler(k)
-    k.sched = sched
-    driver = _Driver(k, sched, scenario.ops)
-    driver.start_next()
-    ended = sched.run()
-    results = ["interrupted" if r == "running" else r for r in driver.results]
-    return Result(
-        variant=variant,
-        violations=list(oracle.violations),
-        op_results=results,
-        ended=ended,
-        trace=sched.trace if keep_trace else [],
-        warnings=k.warnings,
-        steps=sched.steps,
-        kexec_checked=oracle.kexec_checked,
-        nmis_fired=sorted(sched.nmi_fired),
-        faults_fired=sorted({scenario.faults.index(spec) for spec, _ in faults.fired}),
-        caches={c.id: [v.describe() for v in c.cache] for c in k.hw.cpus},
-    )
+    return start(scenario, variant, functions=functions).finish(keep_trace=keep_trace)

@@ -91,15 +91,18 @@ def list_del(k: Any, entry: ListHead) -> Flow:
     entry.prev = LIST_POISON2
 
 
-def _guard(seen: set[int], pos: ListHead, where: str) -> None:
-    if id(pos) in seen:
+def _guard(seen: list[ListHead], pos: ListHead, where: str) -> None:
+    """Catch a walk that loops (the checker's device, not kernel code); the entries
+    themselves are kept, not their ``id``s, so a walk's state is the same in every
+    run that reaches it (the explorer fingerprints it)."""
+    if any(p is pos for p in seen):
         raise WalkHang(f"{where}: walk revisits {pos.name} without reaching its head")
-    seen.add(id(pos))
+    seen.append(pos)
 
 
 def list_for_each_entry(k: Any, head: ListHead, body: Callable[[Any], Flow]) -> Flow:
     """Forward walk following ``->next`` only; one load step per pointer read."""
-    seen: set[int] = set()
+    seen: list[ListHead] = []
     yield "list_for_each_entry:load"
     pos = deref(head.next, "list_for_each_entry")
     while pos is not head:
@@ -111,7 +114,7 @@ def list_for_each_entry(k: Any, head: ListHead, body: Callable[[Any], Flow]) -> 
 
 def list_for_each_entry_safe(k: Any, head: ListHead, body: Callable[[Any], Flow]) -> Flow:
     """The ``_safe`` walk: ``n = pos->next`` is loaded before the body runs."""
-    seen: set[int] = set()
+    seen: list[ListHead] = []
     yield "list_for_each_entry_safe:load"
     pos = deref(head.next, "list_for_each_entry_safe")
     nxt = deref(pos.next, "list_for_each_entry_safe") if pos is not head else head

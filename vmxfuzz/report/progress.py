@@ -35,23 +35,36 @@ class Progress:
             )
             self.live.start()
 
-    def _render(self, examples: int, findings: dict[Any, dict[str, Any]]) -> Table:
+    def _render(
+        self,
+        examples: int,
+        findings: dict[Any, dict[str, Any]],
+        extra: dict[str, str] | None = None,
+    ) -> Table:
         t = Table.grid(padding=(0, 2))
         elapsed = time.monotonic() - self.started
         by_class = Counter(f["class"] for f in findings.values())
         t.add_row("elapsed", f"{elapsed:6.1f}s / {self.budget:.0f}s")
         t.add_row("executions", f"{examples:,}")
+        for key, val in (extra or {}).items():
+            t.add_row(key, val)
         t.add_row(
             "findings",
             f"{len(findings)}  " + "  ".join(f"{k} {v}" for k, v in sorted(by_class.items())),
         )
         return t
 
-    def update(self, examples: int, findings: dict[Any, dict[str, Any]]) -> None:
+    def update(
+        self,
+        examples: int,
+        findings: dict[Any, dict[str, Any]],
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        """Refresh the display; ``extra`` adds rows (explore: programs, states)."""
         if self.quiet:
             return
         if self.live is not None:
-            self.live.update(self._render(examples, findings))
+            self.live.update(self._render(examples, findings, extra))
             return
         now = time.monotonic()
         if now - self.last < self.every:
@@ -59,8 +72,9 @@ class Progress:
         self.last = now
         by_class = Counter(f["class"] for f in findings.values())
         classes = ", ".join(f"{k} {v}" for k, v in sorted(by_class.items())) or "none"
+        more = "".join(f"  {key} {val}" for key, val in (extra or {}).items())
         sys.stderr.write(
-            f"[{now - self.started:6.1f}s/{self.budget:.0f}s] executions {examples}"
+            f"[{now - self.started:6.1f}s/{self.budget:.0f}s] executions {examples}{more}"
             f"  findings {len(findings)} ({classes})\n"
         )
 

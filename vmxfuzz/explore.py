@@ -1,0 +1,488 @@
+"""Bounded exhaustive exploration: every schedule, NMI placement and injected fault of
+a program within a stated bound, with state hashing and sleep sets.
+
+How it fits the rest: the explorer does not have its own copy of the model or of the
+checks.  It starts ordinary runs through :func:`vmxfuzz.executor.start` with a
+scheduler subclass and a fault plan that take their choices from the explorer
+instead of from a scenario, and every choice it makes is recorded in scenario terms
+(schedule entry, :class:`NmiSpec`, :class:`FaultSpec`).  A finding is therefore a
+plain scenario that ``vmxfuzz replay`` runs through the one executor, and the oracle
+that judged it is the same.
+
+Search: depth-first over decision sequences, by re-execution (generator flows cannot
+be copied, so a branch is a fresh run that replays its prefix).  At each scheduling
+decision the whole machine state is fingerprinted (:mod:`vmxfuzz.statehash`) together
+with the remaining NMI/fault budget; a state seen before is not expanded again (its
+futures were, or are being, explored from the first visit).  Sleep sets avoid even
+re-running the commuted order of two independent steps: after exploring CPU ``a``'s
+step from a state, CPU ``b``'s branch does not try ``a`` first again if the two steps
+touched disjoint memory (footprints are recorded while the step runs; see
+:mod:`vmxfuzz.footprint`).
+
+The bound is the program (ops per CPU, CPUs, vCPUs: fixed by the scenario or by the
+enumeration in :func:`programs`), the number of NMIs (each panic or benign, at any
+step of any CPU that is running kernel code), and the number of injected faults (at
+any fallible site).  "No finding" is a statement about exactly that bound.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import astuple, dataclass, field, replace
+from typing import Any
+
+from . import footprint
+from .executor import Run, start
+from .footprint import EVERYTHING, Footprint
+from .kernel.state import Config
+from .machine.faults import SITES, FaultPlan, FaultSpec
+from .oracle import Violation
+from .scenario import Op, Scenario
+from .sched import NmiSpec, Scheduler, Wait
+from .statehash import fingerprint_map
+
+NMI_KINDS = ("panic", "benign")
+
+# A decision: ("cpu", c) | ("nmi", c, kind) | ("fault", kind or None)
+Decision = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What is explored: the limits a "nothing found" verdict is about."""
+
+    nmis: int = 1
+    nmi_kinds: tuple[str, ...] = NMI_KINDS
+    faults: int = 0
+    fault_sites: tuple[str, ...] = ()  # () = every site
+    setup: int = 0  # the first ops run with no choices at all (a deterministic prefix)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nmis": self.nmis,
+            "nmi_kinds": list(self.nmi_kinds),
+            "faults": self.faults,
+            "fault_sites": list(self.fault_sites) or "all",
+            "setup_ops": self.setup,
+        }
+
+
+class _Prune(Exception):
+    """Raised out of a run when it reaches a state explored before."""
+
+
+class _Asleep(Exception):
+    """Raised out of a run when every enabled step is in the sleep set."""
+
+
+class DivergentReplay(RuntimeError):
+    """A prefix replayed differently: the model is not deterministic (a bug)."""
+
+
+Sleep = list[tuple[Decision, Footprint]]
+
+
+@dataclass
+class _Point:
+    """A decision point of one run: what was possible, taken, and still to explore."""
+
+    options: list[Decision]
+    chosen: Decision
+    todo: list[Decision]  # alternatives left for later runs
+    sleep: Sleep  # the sleep set on arrival here (scheduling points)
+    step: Footprint = EVERYTHING  # what the step after the decision touched (ids)
+    ids: dict[int, int] | None = None  # object id -> canonical number at this state
+
+    def canonical_step(self) -> Footprint:
+        """The step's footprint in this state's canonical numbering (for other runs)."""
+        return self.step.translate(self.ids) if self.ids is not None else EVERYTHING
+
+
+@dataclass
+class Stats:
+    states: int = 0
+    transitions: int = 0
+    runs: int = 0
+    pruned: int = 0
+    slept: int = 0
+    programs: int = 0
+
+    def merged(self, other: Stats) -> Stats:
+        return Stats(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+
+@dataclass
+class _Node:
+    """A decision point on the DFS stack: the prefix that reaches it and the
+    alternatives not yet run, with what is asleep there."""
+
+    prefix: list[Decision]
+    todo: list[Decision]
+    sleep: Sleep
+    done: Sleep = field(default_factory=list)
+
+
+class _Path:
+    """The decisions of one run: a replayed prefix, then new ones (recorded)."""
+
+    def __init__(self, ex: Explorer, prefix: list[Decision], branch_sleep: Sleep) -> None:
+        self.ex = ex
+        self.prefix = prefix
+        self.branch_sleep = branch_sleep  # asleep where the last prefix decision is taken
+        self.sleep: Sleep = []
+        self.points: list[_Point] = []
+        self.schedule: list[int] = []
+        self.nmis: list[NmiSpec] = []
+        self.faults: list[FaultSpec] = []
+        self.nmis_left = ex.bound.nmis
+        self.faults_left = ex.bound.faults
+        self.measure: int | None = None  # the point whose step footprint is wanted
+
+    @property
+    def replaying(self) -> bool:
+        return len(self.points) < len(self.prefix)
+
+    def replay(self, options: list[Decision], ids: dict[int, int] | None = None) -> Decision:
+        j = len(self.points)
+        choice = self.prefix[j]
+        if choice not in options:
+            raise DivergentReplay(f"decision {j}: {choice} not among {options}")
+        self.points.append(_Point(options, choice, [], [], ids=ids))
+        return choice
+
+    def fresh(
+        self,
+        options: list[Decision],
+        fp: bytes | None,
+        sched: bool,
+        ids: dict[int, int] | None = None,
+    ) -> Decision:
+        """A new decision point: state caching with sleep sets (Godefroid)."""
+        ex = self.ex
+        asleep = {t for t, _ in self.sleep} if sched else set()
+        if fp is not None:
+            old = ex.visited.get(fp)
+            if old is None:
+                ex.visited[fp] = frozenset(asleep)
+                ex.stats.states += 1
+                want = [o for o in options if o not in asleep]
+            else:
+                need = old - asleep  # asleep at the earlier visit, awake now
+                if not need:
+                    raise _Prune
+                ex.visited[fp] = old & asleep
+                want = [o for o in options if o in need]
+        else:
+            want = [o for o in options if o not in asleep]
+        ex.stats.slept += len(options) - len(want)
+        if not want:
+            raise _Asleep
+        # Nodes keep the sleep set in this state's canonical numbering: a later run
+        # reaching the same state numbers the same objects the same way.
+        kept = [(t, f.translate(ids)) for t, f in self.sleep] if sched and ids is not None else []
+        self.points.append(_Point(options, want[0], want[1:], kept, ids=ids))
+        return want[0]
+
+    def stepped(self, j: int, fp: Footprint) -> None:
+        """The step after decision ``j`` ran and touched ``fp``: update the sleep set."""
+        point = self.points[j]
+        point.step = fp
+        if j == len(self.prefix) - 1:
+            alt = self.prefix[j]
+            back = {n: i for i, n in (point.ids or {}).items()}
+            base = [(t, f.translate(back)) for t, f in self.branch_sleep if t != alt]
+        else:
+            base = self.sleep
+        self.sleep = [(t, f) for t, f in base if f.independent(fp)]
+
+
+class ExploreScheduler(Scheduler):
+    """The scheduler with the explorer taking every choice the scenario would."""
+
+    path: _Path
+    run_ref: Run
+
+    def _active(self) -> bool:
+        res = self.run_ref.driver.results
+        return all(r not in ("not run", "running") for r in res[: self.path.ex.bound.setup])
+
+    def _nmi_able(self, c: int) -> str | None:
+        """The label CPU ``c`` would execute next if stepped, when an NMI can hit it
+        there (it is inside a flow and not already handling an NMI)."""
+        st = self.stacks[c]
+        if not st or self.nmi_pending[c] or self.in_nmi(c):
+            return None
+        if self._deliverable_ipi(c) or self._preemptible(c):
+            return None
+        p = st[-1].pending
+        label = p.label if isinstance(p, Wait) else p
+        return label if isinstance(label, str) else None
+
+    def _choose(self, runnable: list[int]) -> int:
+        path = self.path
+        path.measure = None
+        if not self._active():  # the setup: no choices, but the scenario's schedule
+            if len(runnable) > 1:  # must still say what was picked where it is read
+                path.schedule.append(runnable[0])
+            return runnable[0]
+        options: list[Decision] = [("cpu", c) for c in runnable]
+        labels: dict[int, str] = {}
+        if path.nmis_left > 0:
+            for c in runnable:
+                label = self._nmi_able(c)
+                if label is not None:
+                    labels[c] = label
+                    options += [("nmi", c, kind) for kind in path.ex.bound.nmi_kinds]
+        if len(options) == 1:
+            return runnable[0]
+        j = len(path.points)
+        sleeping = path.ex.sleep_sets
+        if path.replaying:
+            ids = None
+            if sleeping and j == len(path.prefix) - 1:  # the branch point: track from here
+                ids = fingerprint_map(self._roots(), track=True)[1]
+            choice = path.replay(options, ids)
+        else:
+            fp, ids2 = fingerprint_map(
+                self._roots(), (path.nmis_left, path.faults_left), track=sleeping
+            )
+            choice = path.fresh(options, fp, True, ids2 if sleeping else None)
+        if sleeping and j >= len(path.prefix) - 1:
+            path.measure = j
+        c = choice[1]
+        if len(runnable) > 1:
+            path.schedule.append(c)
+        if choice[0] == "nmi":
+            label = labels[c]
+            spec = NmiSpec(c, label, self.counts[(c, label)] + 1, choice[2])
+            self.nmis.append(spec)
+            path.nmis.append(spec)
+            path.nmis_left -= 1
+        return int(c)
+
+    def _roots(self) -> tuple[Any, ...]:
+        return (self.k, self, self.run_ref.driver)
+
+    def _plain_advance(self, c: int) -> bool:
+        """Stepping ``c`` runs the next step of its current flow (nothing else)."""
+        st = self.stacks[c]
+        if not st or (self.nmi_pending[c] and not self.in_nmi(c)):
+            return False
+        return not (self._deliverable_ipi(c) or self._preemptible(c))
+
+    def step(self, c: int) -> None:
+        path = self.path
+        j = path.measure
+        if j is None:
+            super().step(c)
+            return
+        path.measure = None
+        point = path.points[j]
+        if point.chosen[0] != "cpu" or not self._plain_advance(c):
+            super().step(c)
+            path.stepped(j, EVERYTHING)
+            return
+        footprint.begin()
+        try:
+            p = self.stacks[c][-1].pending
+            if isinstance(p, Wait):
+                p.cond()  # what the spin reads decides whether it can complete
+            super().step(c)
+        finally:
+            fp = footprint.end()
+        path.stepped(j, fp)
+
+    def _finish(self, ctx: Any, value: Any) -> None:
+        footprint.poison_everything()  # completion callbacks start ops, wake waiters
+        super()._finish(ctx, value)
+
+    def _oops(self, ctx: Any, fault: Any) -> None:
+        footprint.poison_everything()
+        super()._oops(ctx, fault)
+
+
+class ExploreFaults(FaultPlan):
+    """The fault plan with the explorer choosing each outcome within the budget."""
+
+    path: _Path
+    sched: ExploreScheduler
+
+    def check(self, site: str, cpu: int) -> str | None:
+        self.counts[(site, None)] += 1
+        self.counts[(site, cpu)] += 1
+        path = self.path
+        sites = path.ex.bound.fault_sites
+        if path.faults_left <= 0 or (sites and site not in sites) or not self.sched._active():
+            return None
+        footprint.poison_everything()  # the step's outcome is a choice: no commuting
+        options: list[Decision] = [("fault", None)] + [("fault", k) for k in SITES[site][0]]
+        decided = path.replay(options) if path.replaying else path.fresh(options, None, False)
+        kind = decided[1]
+        if kind is None:
+            return None
+        spec = FaultSpec(site, self.counts[(site, cpu)], cpu, kind)
+        self.faults = (*self.faults, spec)
+        self.fired.append((spec, cpu))
+        path.faults.append(spec)
+        path.faults_left -= 1
+        return str(kind)
+
+
+@dataclass
+class Finding:
+    violation: Violation
+    scenario: Scenario
+    seconds: float
+
+
+@dataclass
+class Explorer:
+    """Depth-first exploration of one program on one variant."""
+
+    program: Scenario
+    variant: str
+    bound: Bound
+    deadline: float = float("inf")
+    on_finding: Callable[[Finding], None] | None = None
+    sleep_sets: bool = True
+    stats: Stats = field(default_factory=Stats)
+    started: float = field(default_factory=time.monotonic)
+    visited: dict[bytes, frozenset[Decision]] = field(default_factory=dict)
+    seen: set[tuple[str, str]] = field(default_factory=set)
+    findings: list[Finding] = field(default_factory=list)
+    complete: bool = False
+    tick: Callable[[], None] | None = None
+    paused: float = 0.0  # time spent in callbacks (minimising, writing): not search time
+
+    def elapsed(self) -> float:
+        """Search time so far (callbacks excluded)."""
+        return time.monotonic() - self.started - self.paused
+
+    def _base(self) -> Scenario:
+        return replace(self.program, schedule=(), nmis=(), faults=())
+
+    def run_path(self, prefix: list[Decision], branch_sleep: Sleep) -> _Path:
+        base = self._base()
+        path = _Path(self, prefix, branch_sleep)
+        plan = ExploreFaults(())
+        r = start(base, self.variant, sched_cls=ExploreScheduler, faults=plan)
+        sched = r.sched
+        assert isinstance(sched, ExploreScheduler)
+        sched.path = path
+        sched.run_ref = r
+        plan.path = path
+        plan.sched = sched
+        self.stats.runs += 1
+        try:
+            sched.run()
+        except _Prune:
+            self.stats.pruned += 1
+        except _Asleep:
+            pass
+        finally:
+            footprint.end()
+        self.stats.transitions += sched.steps
+        for v in r.oracle.violations:
+            key = (v.invariant, v.site)
+            if key not in self.seen:
+                self.seen.add(key)
+                sc = replace(
+                    base,
+                    schedule=tuple(path.schedule),
+                    nmis=tuple(path.nmis),
+                    faults=tuple(path.faults),
+                )
+                f = Finding(v, sc, self.elapsed())
+                self.findings.append(f)
+                if self.on_finding is not None:
+                    t0 = time.monotonic()
+                    self.on_finding(f)
+                    self.paused += time.monotonic() - t0
+        return path
+
+    def explore(self) -> bool:
+        """Explore until done (True) or the deadline passes (False)."""
+        root = _Node([], [], [])
+        stack: list[_Node] = []
+        self._run(root, [], [])
+        stack.extend(self._nodes)
+        while stack:
+            if time.monotonic() > self.deadline:
+                return False
+            node = stack[-1]
+            if not node.todo:
+                stack.pop()
+                continue
+            alt = node.todo.pop(0)
+            self._run(node, [*node.prefix, alt], node.sleep + node.done)
+            stack.extend(self._nodes)
+        self.complete = True
+        return True
+
+    def _run(self, parent: _Node, prefix: list[Decision], branch_sleep: Sleep) -> None:
+        path = self.run_path(prefix, branch_sleep)
+        if self.tick is not None:
+            t0 = time.monotonic()
+            self.tick()
+            self.paused += time.monotonic() - t0
+        if prefix:
+            parent.done.append((prefix[-1], path.points[len(prefix) - 1].canonical_step()))
+        chosen = [p.chosen for p in path.points]
+        nodes = []
+        for j in range(len(prefix), len(path.points)):
+            p = path.points[j]
+            node = _Node(chosen[:j], list(p.todo), p.sleep)
+            node.done.append((p.chosen, p.canonical_step()))
+            nodes.append(node)
+        self._nodes = nodes
+
+
+# ---- programs ------------------------------------------------------------------------
+
+
+def setup_ops(cpus: int, vcpus: int) -> list[Op]:
+    """Load the module, create one VM and ``vcpus`` vCPUs spread over the CPUs."""
+    ops = [Op("module_load", 0), Op("create_vm", 0, vm="vm0")]
+    ops += [Op("create_vcpu", i % cpus, vm="vm0", vcpu=f"vcpu{i}") for i in range(vcpus)]
+    return ops
+
+
+def alphabet(cpus: int, vcpus: int) -> list[Op]:
+    """The workload ops an enumerated program draws from."""
+    ops = [Op("run_vcpu", c, vcpu=f"vcpu{v}") for v in range(vcpus) for c in range(cpus)]
+    ops += [Op("cpu_offline", 0, target=t) for t in range(1, cpus)]
+    ops += [Op("cpu_online", 0, target=t) for t in range(1, cpus)]
+    ops += [
+        Op("destroy_vm", 0, vm="vm0"),
+        Op("module_unload", 0),
+        Op("suspend", 0),
+        Op("reboot", 0),
+        Op("kexec", 0),
+    ]
+    return ops
+
+
+def programs(cpus: int, vcpus: int, max_ops: int) -> Iterator[Scenario]:
+    """Every program of ``setup_ops`` plus 0..``max_ops`` workload ops, shortest
+    first; an op may run in parallel with the one before it when on another CPU."""
+    setup = setup_ops(cpus, vcpus)
+    alpha = alphabet(cpus, vcpus)
+    config = Config(cpus=cpus)
+    for n in range(max_ops + 1):
+        for seq in itertools.product(alpha, repeat=n):
+            for par in itertools.product((False, True), repeat=max(n - 1, 0)):
+                ops = [seq[0]] if n else []
+                ok = True
+                for i in range(1, n):
+                    op = seq[i]
+                    if par[i - 1]:
+                        if op.cpu == seq[i - 1].cpu:
+                            ok = False
+                            break
+                        op = replace(op, parallel=True)
+                    ops.append(op)
+                if ok:
+                    name = "explore-" + "-".join(o.op for o in ops) if ops else "explore-setup"
+                    yield Scenario(tuple(setup + ops), config, name=name)

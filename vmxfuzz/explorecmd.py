@@ -1,0 +1,253 @@
+"""``vmxfuzz explore``: run the bounded explorer over programs and report like a campaign.
+
+Findings go through :class:`vmxfuzz.campaign.Campaign` (dedup by class, invariant and
+site; minimised to 1-minimal; reproducers and ``summary.json`` written atomically), so
+``vmxfuzz report`` and ``vmxfuzz replay`` work on an explore directory as on a fuzz
+one.  ``explore.json`` beside them states the bound and what was covered; it is
+rewritten after every program, so an interrupted run leaves a valid partial report and
+``--resume`` continues after the last finished program.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_text_atomic
+from .campaign import Campaign
+from .explore import Bound, Explorer, Finding, Stats
+from .report.progress import Progress, summary_table
+from .scenario import Scenario
+from .variants import split_pair
+
+EXIT_CLEAN, EXIT_FOUND, EXIT_INCOMPLETE = 0, 1, 3
+
+
+@dataclass
+class Source:
+    """Where the programs come from: files, or the enumeration bound."""
+
+    files: list[tuple[str, Scenario]] = field(default_factory=list)
+    cpus: int = 2
+    vcpus: int = 2
+    ops: int = 1
+
+    def describe(self) -> dict[str, Any]:
+        if self.files:
+            return {"programs": [name for name, _ in self.files]}
+        return {"cpus": self.cpus, "vcpus": self.vcpus, "workload_ops": self.ops}
+
+    def programs(self) -> Iterator[Scenario]:
+        if self.files:
+            yield from (sc for _, sc in self.files)
+            return
+        from .explore import programs
+
+        yield from programs(self.cpus, self.vcpus, self.ops)
+
+    def count(self) -> int:
+        return sum(1 for _ in self.programs())
+
+
+@dataclass
+class Report:
+    variant: str
+    bound: Bound
+    source: Source
+    stats: Stats = field(default_factory=Stats)
+    seconds: float = 0.0
+    programs_done: int = 0
+    programs_total: int = 0
+    complete: bool = False
+    interrupted: bool = False
+    first_finding_seconds: float | None = None
+
+    def to_json(self, findings: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "bound": {**self.source.describe(), **self.bound.to_json()},
+            "complete": self.complete,
+            "interrupted": self.interrupted,
+            "programs_done": self.programs_done,
+            "programs_total": self.programs_total,
+            "states": self.stats.states,
+            "transitions": self.stats.transitions,
+            "runs": self.stats.runs,
+            "pruned_by_hash": self.stats.pruned,
+            "slept": self.stats.slept,
+            "seconds": round(self.seconds, 3),
+            "states_per_s": round(self.stats.states / self.seconds) if self.seconds else None,
+            "first_finding_seconds": (
+                None if self.first_finding_seconds is None else round(self.first_finding_seconds, 3)
+            ),
+            "findings": findings,
+        }
+
+    def verdict(self, nfindings: int) -> str:
+        b = self.to_json([])["bound"]
+        bound = ", ".join(f"{k}={v}" for k, v in b.items())
+        if nfindings:
+            return f"{nfindings} finding(s) within the bound ({bound})"
+        if self.complete:
+            return (
+                f"no violation: every schedule explored within the bound ({bound}); "
+                f"{self.stats.states} states, {self.stats.runs} runs"
+            )
+        return (
+            f"INCOMPLETE: no violation in the {self.programs_done} of {self.programs_total} "
+            f"program(s) fully explored within the bound ({bound})"
+        )
+
+
+@dataclass
+class _Ticker:
+    """Progress for one program's exploration (at most twice a second)."""
+
+    prog: Progress
+    campaign: Campaign
+    rep: Report
+    ex: Explorer
+    before: Stats
+    name: str
+    last: float = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.5:
+            return
+        self.last = now
+        rep, ex, before = self.rep, self.ex, self.before
+        self.campaign.examples = before.runs + ex.stats.runs
+        self.prog.update(
+            self.campaign.examples,
+            self.campaign.findings,
+            extra={
+                "programs": f"{rep.programs_done}/{rep.programs_total} ({self.name})",
+                "states": f"{before.states + ex.stats.states:,}",
+            },
+        )
+
+
+def _resume_point(out: Path, doc: dict[str, Any]) -> tuple[int, Stats, float]:
+    path = out / "explore.json"
+    if not path.exists():
+        return 0, Stats(), 0.0
+    try:
+        old = json.loads(path.read_text())
+        if old["bound"] != doc["bound"] or old["variant"] != doc["variant"]:
+            return 0, Stats(), 0.0
+        st = Stats(
+            states=old["states"],
+            transitions=old["transitions"],
+            runs=old["runs"],
+            pruned=old["pruned_by_hash"],
+            slept=old["slept"],
+        )
+        return int(old["programs_done"]), st, float(old["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0, Stats(), 0.0
+
+
+def explore_cmd(
+    *,
+    source: Source,
+    variant: str,
+    bound: Bound,
+    budget: float,
+    out: Path,
+    as_json: bool,
+    resume: bool = False,
+    sleep_sets: bool = True,
+) -> int:
+    pair = split_pair(variant)
+    names = list(pair) if pair is not None else [variant]
+    c = Campaign(out=out, variant=variant, engine="explore")
+    c.write_summary()
+    rep = Report(variant, bound, source, programs_total=source.count() * len(names))
+    skip = 0
+    if resume:
+        skip, rep.stats, rep.seconds = _resume_point(out, rep.to_json([]))
+        rep.programs_done = skip
+    prog = Progress(budget, as_json)
+    started = time.monotonic()
+    deadline = started + budget
+    base_seconds = rep.seconds
+    stop = {"flag": False}
+
+    def on_term(signum: int, frame: Any) -> None:
+        stop["flag"] = True
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_term)
+
+    def save() -> None:
+        write_text_atomic(
+            out / "explore.json", json.dumps(rep.to_json(c.summary()["findings"]), indent=2) + "\n"
+        )
+
+    def record(f: Finding) -> None:
+        if rep.first_finding_seconds is None:
+            rep.first_finding_seconds = base_seconds + (time.monotonic() - started)
+        for hit in c.new_hits(f.scenario):
+            c.record(hit, f.scenario)
+
+    index = 0
+    try:
+        for name in names:
+            for program in source.programs():
+                index += 1
+                if index <= skip:
+                    continue
+                ex = Explorer(
+                    program,
+                    name,
+                    bound,
+                    deadline=deadline,
+                    on_finding=record,
+                    sleep_sets=sleep_sets,
+                )
+                before = rep.stats
+                ex.tick = _Ticker(prog, c, rep, ex, before, name)
+                try:
+                    done = ex.explore()
+                finally:
+                    rep.stats = before.merged(ex.stats)
+                    rep.seconds = base_seconds + (time.monotonic() - started)
+                if not done:
+                    raise TimeoutError
+                rep.programs_done += 1
+                save()
+        rep.complete = True
+    except TimeoutError:
+        pass
+    except KeyboardInterrupt:
+        rep.interrupted = True
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        prog.close()
+    rep.seconds = base_seconds + (time.monotonic() - started)
+    c.examples = rep.stats.runs
+    c.write_summary()
+    save()
+    findings = c.summary()["findings"]
+    if as_json:
+        json.dump(rep.to_json(findings), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        summary_table(c.summary(), str(out / "summary.json"))
+        st = rep.stats
+        print(
+            f"explored {rep.programs_done}/{rep.programs_total} program(s): {st.states:,} states, "
+            f"{st.runs:,} runs, {st.transitions:,} steps, {st.pruned:,} cut at a known state, "
+            f"{st.slept:,} branches skipped by sleep sets, {rep.seconds:.1f}s"
+        )
+        print(rep.verdict(len(findings)))
+    if findings:
+        return EXIT_FOUND
+    return EXIT_CLEAN if rep.complete else EXIT_INCOMPLETE
