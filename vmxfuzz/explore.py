@@ -486,3 +486,65 @@ def programs(cpus: int, vcpus: int, max_ops: int) -> Iterator[Scenario]:
                 if ok:
                     name = "explore-" + "-".join(o.op for o in ops) if ops else "explore-setup"
                     yield Scenario(tuple(setup + ops), config, name=name)
+
+
+# ---- a kill search for the mutant matrix ------------------------------------------------
+
+# Bounds tried in order by :func:`kill_search`: cheap and wide first.
+KILL_PLAN: tuple[tuple[int, Bound], ...] = (
+    (0, Bound(nmis=1)),
+    (1, Bound(nmis=1)),
+    (0, Bound(nmis=0, faults=1)),
+    (1, Bound(nmis=0, faults=1)),
+    (2, Bound(nmis=1)),
+    (1, Bound(nmis=1, faults=1)),
+)
+
+
+def kill_search(
+    pair: str, seconds: float, *, cpus: int = 2, vcpus: int = 2
+) -> tuple[Any, Scenario, float] | None:
+    """Explore the second variant of ``pair`` (``base,mutant``) bound by bound until a
+    violation shows that the first variant does not have on the same scenario (a
+    ``regression`` of the pair).  Returns (hit, scenario, seconds) or None.
+
+    Exploration judges invariants only: a mutant that changes only return values
+    (a ``behaviour`` divergence) is left to the differential engines.
+    """
+    from .campaign import judge
+    from .variants import split_pair
+
+    names = split_pair(pair)
+    if names is None:
+        raise ValueError(f"{pair!r}: kill_search wants a pair BASE,MUTANT")
+    started = time.monotonic()
+    deadline = started + seconds
+    killed: list[tuple[Any, Scenario, float]] = []
+
+    class _Killed(Exception):
+        pass
+
+    def on_finding(f: Finding) -> None:
+        for hit in judge(f.scenario, pair):
+            if hit.cls == "regression":
+                killed.append((hit, f.scenario, time.monotonic() - started))
+                raise _Killed
+
+    for ops, bound in KILL_PLAN:
+        setup = len(setup_ops(cpus, vcpus))
+        for program in programs(cpus, vcpus, ops):
+            if len(program.ops) - setup < ops:
+                continue  # shorter programs were explored at the previous bound
+            ex = Explorer(
+                program,
+                names[1],
+                replace(bound, setup=setup),
+                deadline=deadline,
+                on_finding=on_finding,
+            )
+            try:
+                if not ex.explore():
+                    return None
+            except _Killed:
+                return killed[0]
+    return None
