@@ -16,8 +16,10 @@ from typing import Any
 from .kernel.crash import nmi_handler
 from .kernel.ops import L1_EXITS
 from .kernel.state import ERRNO_NAMES, Kernel
+from .machine import weakmem
 from .machine.errors import MachineFault
 from .machine.faults import FaultPlan
+from .machine.weakmem import WeakMemory
 from .oracle import Oracle, Violation
 from .scenario import Op, Scenario
 from .sched import Scheduler, Task, TraceEvent
@@ -168,7 +170,10 @@ class Run:
 
     def finish(self, *, keep_trace: bool = True) -> Result:
         """Step until the machine ends (unless already ended) and collect the result."""
-        ended = self.sched.ended or self.sched.run()
+        try:
+            ended = self.sched.ended or self.sched.run()
+        finally:
+            release(self)
         results = ["interrupted" if r == "running" else r for r in self.driver.results]
         k, sched, faults = self.k, self.sched, self.faults
         return Result(
@@ -186,6 +191,12 @@ class Run:
         )
 
 
+def release(r: Run) -> None:
+    """The run is over (or abandoned): new objects are no longer its memory's."""
+    if r.k.mem is not None and weakmem.ACTIVE is r.k.mem:
+        weakmem.ACTIVE = None
+
+
 def start(
     scenario: Scenario,
     variant: str,
@@ -198,7 +209,12 @@ def start(
     f = functions if functions is not None else build(variant)
     oracle = Oracle()
     plan = faults if faults is not None else FaultPlan(tuple(scenario.faults))
+    mem = WeakMemory(scenario.config.cpus) if scenario.config.weak_memory else None
+    weakmem.ACTIVE = mem  # objects created from here on belong to this run's memory
     k = Kernel(scenario.config, f, plan, oracle)
+    k.mem = mem
+    if mem is not None:
+        mem.k = k
     oracle.bind(k)
     sched = sched_cls(k, scenario.config.cpus, list(scenario.schedule), list(scenario.nmis))
     sched.nmi_handler = nmi_handler(k)

@@ -45,7 +45,7 @@ from .statehash import fingerprint_map
 
 NMI_KINDS = ("panic", "benign")
 
-# A decision: ("cpu", c) | ("nmi", c, kind) | ("fault", kind or None)
+# A decision: ("cpu", c) | ("nmi", c, kind) | ("mem", "sbC.I") | ("fault", kind or None)
 Decision = tuple[Any, ...]
 
 
@@ -58,6 +58,7 @@ class Bound:
     faults: int = 0
     fault_sites: tuple[str, ...] = ()  # () = every site
     setup: int = 0  # the first ops run with no choices at all (a deterministic prefix)
+    store_buffer: int = 2  # weak-memory programs: stores a CPU buffers before it stalls
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class Bound:
             "faults": self.faults,
             "fault_sites": list(self.fault_sites) or "all",
             "setup_ops": self.setup,
+            "store_buffer": self.store_buffer,
         }
 
 
@@ -133,7 +135,7 @@ class _Path:
         self.branch_sleep = branch_sleep  # asleep where the last prefix decision is taken
         self.sleep: Sleep = []
         self.points: list[_Point] = []
-        self.schedule: list[int] = []
+        self.schedule: list[int | str] = []
         self.nmis: list[NmiSpec] = []
         self.faults: list[FaultSpec] = []
         self.nmis_left = ex.bound.nmis
@@ -220,14 +222,26 @@ class ExploreScheduler(Scheduler):
         label = p.label if isinstance(p, Wait) else p
         return label if isinstance(label, str) else None
 
-    def _choose(self, runnable: list[int]) -> int:
+    def _choose(self, runnable: list[int], commits: list[str]) -> int | str:
         path = self.path
         path.measure = None
         if not self._active():  # the setup: no choices, but the scenario's schedule
-            if len(runnable) > 1:  # must still say what was picked where it is read
-                path.schedule.append(runnable[0])
-            return runnable[0]
+            default = super()._choose(runnable, commits)  # must still say what was
+            if len(runnable) + len(commits) > 1:  # picked wherever it is read
+                path.schedule.append(default)
+            return default
+        # The executor reads a schedule entry wherever it has a choice: record one there.
+        recorded = len(runnable) + len(commits) > 1
+        mem = self.k.mem
+        if mem is not None:  # a CPU whose store buffer is full stalls until a commit
+            depth = path.ex.bound.store_buffer
+            full = [c for c in runnable if mem.depth(c) >= depth]
+            if full and len(full) + len(commits) > 0:
+                runnable = [c for c in runnable if c not in full]
         options: list[Decision] = [("cpu", c) for c in runnable]
+        options += [("mem", a) for a in commits if a.startswith("sb")]
+        options += [("late", int(a[4:])) for a in commits if a.startswith("late")]
+        options = [o for o in options if o[0] != "late" or o[1] in runnable]
         labels: dict[int, str] = {}
         if path.nmis_left > 0:
             for c in runnable:
@@ -236,7 +250,10 @@ class ExploreScheduler(Scheduler):
                     labels[c] = label
                     options += [("nmi", c, kind) for kind in path.ex.bound.nmi_kinds]
         if len(options) == 1:
-            return runnable[0]
+            only: int | str = runnable[0] if runnable else commits[0]
+            if recorded:
+                path.schedule.append(only)
+            return only
         j = len(path.points)
         sleeping = path.ex.sleep_sets
         if path.replaying:
@@ -251,8 +268,14 @@ class ExploreScheduler(Scheduler):
             choice = path.fresh(options, fp, True, ids2 if sleeping else None)
         if sleeping and j >= len(path.prefix) - 1:
             path.measure = j
+        if choice[0] == "mem":  # commit() measures what the store touches
+            path.schedule.append(choice[1])
+            return str(choice[1])
+        if choice[0] == "late":  # step() measures the flow's step
+            path.schedule.append(f"late{choice[1]}")
+            return f"late{choice[1]}"
         c = choice[1]
-        if len(runnable) > 1:
+        if recorded:
             path.schedule.append(c)
         if choice[0] == "nmi":
             label = labels[c]
@@ -262,26 +285,40 @@ class ExploreScheduler(Scheduler):
             path.nmis_left -= 1
         return int(c)
 
+    def commit(self, action: str) -> None:
+        path = self.path
+        j = path.measure
+        if j is None:
+            super().commit(action)
+            return
+        path.measure = None
+        footprint.begin()
+        try:
+            super().commit(action)
+        finally:
+            fp = footprint.end()
+        path.stepped(j, fp)
+
     def _roots(self) -> tuple[Any, ...]:
         return (self.k, self, self.run_ref.driver)
 
-    def _plain_advance(self, c: int) -> bool:
+    def _plain_advance(self, c: int, late: bool = False) -> bool:
         """Stepping ``c`` runs the next step of its current flow (nothing else)."""
         st = self.stacks[c]
         if not st or (self.nmi_pending[c] and not self.in_nmi(c)):
             return False
-        return not (self._deliverable_ipi(c) or self._preemptible(c))
+        return not ((self._deliverable_ipi(c) and not late) or self._preemptible(c))
 
-    def step(self, c: int) -> None:
+    def step(self, c: int, late: bool = False) -> None:
         path = self.path
         j = path.measure
         if j is None:
-            super().step(c)
+            super().step(c, late)
             return
         path.measure = None
         point = path.points[j]
-        if point.chosen[0] != "cpu" or not self._plain_advance(c):
-            super().step(c)
+        if point.chosen[0] not in ("cpu", "late") or not self._plain_advance(c, late):
+            super().step(c, late)
             path.stepped(j, EVERYTHING)
             return
         footprint.begin()
@@ -289,7 +326,7 @@ class ExploreScheduler(Scheduler):
             p = self.stacks[c][-1].pending
             if isinstance(p, Wait):
                 p.cond()  # what the spin reads decides whether it can complete
-            super().step(c)
+            super().step(c, late)
         finally:
             fp = footprint.end()
         path.stepped(j, fp)
@@ -464,12 +501,12 @@ def alphabet(cpus: int, vcpus: int) -> list[Op]:
     return ops
 
 
-def programs(cpus: int, vcpus: int, max_ops: int) -> Iterator[Scenario]:
+def programs(cpus: int, vcpus: int, max_ops: int, weak: bool = False) -> Iterator[Scenario]:
     """Every program of ``setup_ops`` plus 0..``max_ops`` workload ops, shortest
     first; an op may run in parallel with the one before it when on another CPU."""
     setup = setup_ops(cpus, vcpus)
     alpha = alphabet(cpus, vcpus)
-    config = Config(cpus=cpus)
+    config = Config(cpus=cpus, weak_memory=weak)
     for n in range(max_ops + 1):
         for seq in itertools.product(alpha, repeat=n):
             for par in itertools.product((False, True), repeat=max(n - 1, 0)):

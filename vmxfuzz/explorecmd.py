@@ -37,11 +37,17 @@ class Source:
     cpus: int = 2
     vcpus: int = 2
     ops: int = 1
+    weak: bool = False
 
     def describe(self) -> dict[str, Any]:
         if self.files:
-            return {"programs": [name for name, _ in self.files]}
-        return {"cpus": self.cpus, "vcpus": self.vcpus, "workload_ops": self.ops}
+            return {"programs": [name for name, _ in self.files], "weak_memory": self.weak}
+        return {
+            "cpus": self.cpus,
+            "vcpus": self.vcpus,
+            "workload_ops": self.ops,
+            "weak_memory": self.weak,
+        }
 
     def programs(self) -> Iterator[Scenario]:
         if self.files:
@@ -49,7 +55,7 @@ class Source:
             return
         from .explore import programs
 
-        yield from programs(self.cpus, self.vcpus, self.ops)
+        yield from programs(self.cpus, self.vcpus, self.ops, self.weak)
 
     def count(self) -> int:
         return sum(1 for _ in self.programs())

@@ -30,6 +30,8 @@ SCHED_REGISTERS = frozenset({"cpu", "ctx"})
 # Classes whose instances are tracked (by name: the walk meets them generically).
 TRACKED_NAMES = frozenset({"Kernel", "Oracle", "Hardware", "Cpu", "NestedVmx"})
 CONSTANT_NAMES = frozenset({"Config", "FaultPlan", "ExploreFaults", "SimpleNamespace", "Op"})
+# Objects that log their own accesses (the store buffers: wrote()/read() below).
+SELF_LOGGING = frozenset({"WeakMemory"})
 
 
 @dataclass(eq=False)
@@ -94,29 +96,36 @@ def _note(fp: Footprint, owner: Any, attr: str, val: Any) -> None:
         return
     if isinstance(val, (FunctionType, MethodType, BuiltinMethodType, type)):
         return
-    if type(val).__name__ in CONSTANT_NAMES:
+    if type(val).__name__ in CONSTANT_NAMES or type(val).__name__ in SELF_LOGGING:
         return
     fp.everything = True  # an object we do not follow: assume the worst
 
 
-def _getattribute(self: Any, attr: str) -> Any:
-    val = object.__getattribute__(self, attr)
-    fp = CURRENT
-    if fp is not None and not attr.startswith("__"):
-        if attr in GLOBAL_FIELDS and type(self).__name__ == "Kernel":
-            fp.everything = True
-        else:
-            _note(fp, self, attr, val)
-    return val
+def _hooks(base: type) -> tuple[Any, Any]:
+    """Attribute hooks that log, then do what ``base`` does (a weak-memory class
+    forwards buffered stores; a plain one reads the object)."""
+    base_get: Any = base.__getattribute__
+    base_set: Any = base.__setattr__
 
+    def getattribute(self: Any, attr: str) -> Any:
+        val = base_get(self, attr)
+        fp = CURRENT
+        if fp is not None and not attr.startswith("__"):
+            if attr in GLOBAL_FIELDS and type(self).__name__ == "Kernel":
+                fp.everything = True
+            else:
+                _note(fp, self, attr, val)
+        return val
 
-def _setattr(self: Any, attr: str, value: Any) -> None:
-    fp = CURRENT
-    if fp is not None and not (attr in SCHED_REGISTERS and type(self).__name__ == "Kernel"):
-        if attr == "__class__":  # freed (poisoned): every field changes meaning
-            fp.everything = True
-        fp.writes.add((id(self), attr))
-    object.__setattr__(self, attr, value)
+    def setattr(self: Any, attr: str, value: Any) -> None:
+        fp = CURRENT
+        if fp is not None and not (attr in SCHED_REGISTERS and type(self).__name__ == "Kernel"):
+            if attr == "__class__":  # freed (poisoned): every field changes meaning
+                fp.everything = True
+            fp.writes.add((id(self), attr))
+        base_set(self, attr, value)
+
+    return getattribute, setattr
 
 
 _TRACKED: dict[type, type] = {}
@@ -127,12 +136,13 @@ def tracked_class(cls: type) -> type:
         return cls
     t = _TRACKED.get(cls)
     if t is None:
+        getattribute, setattr = _hooks(cls)
         t = type(
             cls.__name__,
             (cls,),
             {
-                "__getattribute__": _getattribute,
-                "__setattr__": _setattr,
+                "__getattribute__": getattribute,
+                "__setattr__": setattr,
                 "_tracked": True,
                 "__module__": cls.__module__,
                 "__qualname__": cls.__qualname__,
@@ -164,6 +174,17 @@ def end() -> Footprint:
     global CURRENT
     fp, CURRENT = CURRENT, None
     return (fp or Footprint(everything=True)).close()
+
+
+def wrote(obj: Any, attr: str) -> None:
+    """Log a write the attribute hooks cannot see (store-buffer commits, fences)."""
+    if CURRENT is not None:
+        CURRENT.writes.add((id(obj), attr))
+
+
+def read(obj: Any, attr: str) -> None:
+    if CURRENT is not None:
+        CURRENT.reads.add((id(obj), attr))
 
 
 def poison_everything() -> None:

@@ -23,6 +23,7 @@ from dataclasses import fields, replace
 from typing import Any, TypeVar
 
 from .kernel.state import Config
+from .machine.weakmem import action_cpu
 from .scenario import Scenario
 
 T = TypeVar("T")
@@ -69,7 +70,8 @@ def _highest_cpu(sc: Scenario) -> int:
     used = [0]
     for o in sc.ops:
         used += [o.cpu] + ([o.target] if o.target is not None else [])
-    used += list(sc.schedule) + [n.cpu for n in sc.nmis]
+    used += [e if isinstance(e, int) else action_cpu(e) for e in sc.schedule]
+    used += [n.cpu for n in sc.nmis]
     used += [f.cpu for f in sc.faults if f.cpu is not None]
     return max(used)
 

@@ -18,11 +18,12 @@ from typing import Any
 
 from .kernel.state import Config
 from .machine.faults import SITES, FaultSpec
+from .machine.weakmem import action_cpu
 from .sched import NmiSpec
 
 FORMAT = "vmxfuzz-scenario"
-VERSION = 2  # the newest format this reader knows; files are written at the lowest that fits
-VERSIONS = (1, 2)
+VERSION = 3  # the newest format this reader knows; files are written at the lowest that fits
+VERSIONS = (1, 2, 3)
 
 # op -> the fields it needs besides "cpu"
 OPS: dict[str, tuple[str, ...]] = {
@@ -98,7 +99,7 @@ class Op:
 class Scenario:
     ops: tuple[Op, ...]
     config: Config = field(default_factory=Config)
-    schedule: tuple[int, ...] = ()
+    schedule: tuple[int | str, ...] = ()
     nmis: tuple[NmiSpec, ...] = ()
     faults: tuple[FaultSpec, ...] = ()
     name: str = ""
@@ -109,6 +110,8 @@ class Scenario:
         cfg = asdict(self.config)
         for key in ("bios_disabled", "offline", "cr4_mismatch", "vmx_caps_mismatch", "no_vmx"):
             cfg[key] = list(cfg[key])
+        if not cfg["weak_memory"]:
+            del cfg["weak_memory"]  # format v3 only
         d: dict[str, Any] = {"format": FORMAT, "version": self.version}
         if self.name:
             d["name"] = self.name
@@ -126,6 +129,8 @@ class Scenario:
     @property
     def version(self) -> int:
         """The lowest format version that can express this scenario."""
+        if self.config.weak_memory or any(isinstance(e, str) for e in self.schedule):
+            return 3
         return 2 if any(o.op in NESTED_OPS for o in self.ops) else 1
 
     def dumps(self) -> str:
@@ -176,6 +181,7 @@ def from_json(data: Any, where: str = "<scenario>") -> Scenario:
         ept=cfg_in.get("ept", True),
         shadow_vmcs=cfg_in.get("shadow_vmcs", True),
         nested=cfg_in.get("nested", False),
+        weak_memory=cfg_in.get("weak_memory", False),
     )
     n = config.cpus
 
@@ -213,7 +219,14 @@ def from_json(data: Any, where: str = "<scenario>") -> Scenario:
             )
         )
     for i, c in enumerate(data.get("schedule", [])):
-        cpu_ok(c, f"/schedule/{i}")
+        if isinstance(c, str):  # a store-buffer commit (format v3, weak memory)
+            if not config.weak_memory:
+                raise ScenarioError(
+                    where, f"/schedule/{i}", "store-buffer entries need config.weak_memory"
+                )
+            cpu_ok(action_cpu(c), f"/schedule/{i}")  # the schema checked the pattern
+        else:
+            cpu_ok(c, f"/schedule/{i}")
     from .labels import known_labels
 
     labels = known_labels()

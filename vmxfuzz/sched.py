@@ -105,7 +105,7 @@ class Scheduler:
         self,
         k: Any,
         ncpus: int,
-        schedule: list[int] | None = None,
+        schedule: list[int | str] | None = None,
         nmis: list[NmiSpec] | None = None,
         max_steps: int = 200_000,
     ) -> None:
@@ -117,7 +117,7 @@ class Scheduler:
         self.tasks: list[deque[Task]] = [deque() for _ in range(ncpus)]
         # Task contexts migrated here from a CPU that went offline, waiting to resume.
         self.migrated: list[deque[Context]] = [deque() for _ in range(ncpus)]
-        self.schedule = list(schedule or [])
+        self.schedule: list[int | str] = list(schedule or [])
         self.schedule_pos = 0
         self.nmis = list(nmis or [])
         self.nmi_fired: set[int] = set()
@@ -228,15 +228,35 @@ class Scheduler:
             return not isinstance(p, Wait) or bool(p.cond())
         return bool(self.tasks[c])
 
-    def _choose(self, runnable: list[int]) -> int:
-        if len(runnable) > 1 and self.schedule_pos < len(self.schedule):
+    def _choose(self, runnable: list[int], commits: list[str]) -> int | str:
+        """The scenario's next schedule entry where there is a choice: a CPU to step
+        or, in weak-memory mode, a store-buffer commit (``"sbC"``/``"sbC.I"``) or a
+        step that leaves a deliverable IPI pending (``"lateC"``).  With the entries
+        used up (or naming nothing possible): buffered stores commit first, then the
+        lowest runnable CPU steps (taking a deliverable IPI first)."""
+        if len(runnable) + len(commits) > 1 and self.schedule_pos < len(self.schedule):
             want = self.schedule[self.schedule_pos]
             self.schedule_pos += 1
-            if want in runnable:
+            if want in runnable or want in commits:
                 return want
-        return runnable[0]
+        sb = [a for a in commits if a.startswith("sb")]
+        return sb[0] if sb else runnable[0]
+
+    def commit(self, action: str) -> None:
+        """A buffered store becomes visible to the other CPUs (weak-memory mode)."""
+        assert self.k.mem is not None
+        self.k.mem.commit(action)
+
+    def _fence(self, c: int) -> None:
+        """A full barrier on CPU ``c`` (weak-memory mode): context switches and IPI
+        entry/exit order everything the CPU stored before."""
+        mem = self.k.mem
+        if mem is not None:
+            mem.fence(c)
 
     def _push(self, ctx: Context) -> None:
+        if ctx.kind != "nmi":
+            self._fence(ctx.cpu)
         self.stacks[ctx.cpu].append(ctx)
         self._advance(ctx, first=True)
 
@@ -265,6 +285,8 @@ class Scheduler:
             self._oops(ctx, fault)
 
     def _finish(self, ctx: Context, value: Any) -> None:
+        if ctx.kind != "nmi":
+            self._fence(ctx.cpu)
         st = self.stacks[ctx.cpu]
         if ctx in st:
             st.remove(ctx)
@@ -296,7 +318,25 @@ class Scheduler:
         if ctx.on_oops is not None:
             ctx.on_oops(fault)
 
-    def step(self, c: int) -> None:
+    def late_ipis(self) -> list[str]:
+        """Weak-memory mode: IPI delivery is asynchronous too.  ``"lateC"`` steps
+        CPU C's current flow although an IPI is deliverable there (it arrives later);
+        a plain ``C`` takes the IPI first, as without weak memory."""
+        if self.k.mem is None:
+            return []
+        out = []
+        for c in range(self.ncpus):
+            st = self.stacks[c]
+            if not st or not self._deliverable_ipi(c) or self.k.hw.cpus[c].halted:
+                continue
+            if self.nmi_pending[c] and not self.in_nmi(c):
+                continue
+            p = st[-1].pending
+            if not isinstance(p, Wait) or p.cond():
+                out.append(f"late{c}")
+        return out
+
+    def step(self, c: int, late: bool = False) -> None:
         k = self.k
         cpu = k.hw.cpus[c]
         st = self.stacks[c]
@@ -306,7 +346,7 @@ class Scheduler:
             self.interrupted[c] = self._where(c)
             self._push(Context("nmi", name, c, factory()))
             return
-        if self._deliverable_ipi(c):
+        if self._deliverable_ipi(c) and not late:
             req = self.ipis[c].popleft()
             k.cpu = c
             saved = cpu.irqs_enabled
@@ -356,7 +396,8 @@ class Scheduler:
         k = self.k
         while self.ended is None:
             runnable = [c for c in range(self.ncpus) if self.can_step(c)]
-            if not runnable:
+            commits = k.mem.actions() + self.late_ipis() if k.mem is not None else []
+            if not runnable and not commits:
                 if self._expire_timeout():
                     continue
                 blocked = [
@@ -379,7 +420,14 @@ class Scheduler:
             if self.steps > self.max_steps:
                 self.end("step limit")
                 break
-            self.step(self._choose(runnable))
+            choice = self._choose(runnable, commits)
+            if isinstance(choice, str) and choice.startswith("late"):
+                self.step(int(choice[4:]), late=True)
+            elif isinstance(choice, str):
+                self.commit(choice)
+                continue
+            else:
+                self.step(choice)
             if self.idle() and self.ended is None:
                 k.oracle.quiescent(k)
         return self.ended or "idle"

@@ -33,6 +33,7 @@ class ListHead(KObject):
     """``struct list_head``; ``owner`` is the containing object (``list_entry``)."""
 
     kind = "list_head"
+    WEAK_FIELDS = frozenset({"next", "prev"})
 
     def __init__(self, name: str, owner: object | None = None) -> None:
         super().__init__(name)

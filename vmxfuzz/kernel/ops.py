@@ -224,10 +224,12 @@ def cpu_maps_update_begin(k: Any) -> Flow:
         sleeping=True,
     )
     k.locks["cpu_add_remove_lock"] = me
+    k.smp_mb()  # a mutex: acquire
 
 
 def cpu_maps_update_done(k: Any) -> Flow:
     yield "cpu_maps_update_done:unlock"
+    k.smp_mb()  # release
     k.locks["cpu_add_remove_lock"] = None
 
 

@@ -42,11 +42,13 @@ def local_irq_restore(k: Any, flags: bool) -> Flow:
 
 
 def smp_wmb(k: Any) -> Flow:
-    """A step with no effect under sequential consistency (kept for weak memory)."""
+    """Orders this CPU's stores (weak-memory mode); no effect under SC."""
     yield "smp_wmb:barrier"
+    k.smp_wmb()
 
 
 def smp_rmb(k: Any) -> Flow:
+    """Orders loads; loads are never reordered in this model (machine/weakmem.py)."""
     yield "smp_rmb:barrier"
 
 
@@ -58,10 +60,12 @@ def raw_spin_lock(k: Any, lock: str) -> Flow:
         what=f"{lock} held by CPU {k.locks[lock]}",
     )
     k.locks[lock] = me
+    k.smp_mb()  # acquire (modelled as a full barrier)
 
 
 def raw_spin_unlock(k: Any, lock: str) -> Flow:
     yield "raw_spin_unlock:release"
+    k.smp_mb()  # release (modelled as a full barrier)
     k.locks[lock] = None
 
 
@@ -75,10 +79,12 @@ def mutex_lock_vcpu(k: Any, vcpu: Any) -> Flow:
         sleeping=True,
     )
     vcpu.mutex = me
+    k.smp_mb()
 
 
 def mutex_unlock_vcpu(k: Any, vcpu: Any) -> Flow:
     yield "mutex_unlock:release"
+    k.smp_mb()
     vcpu.mutex = None
 
 
@@ -93,6 +99,7 @@ def smp_call_function_single(k: Any, cpu: int, name: str, fn: FnFactory) -> Flow
     if not k.hw.cpus[cpu].online:
         return ENXIO
     yield "smp_call_function_single:send"
+    k.smp_mb()  # llist_add of the csd: a full barrier before the IPI
     req = k.sched.send_ipi(cpu, name, fn)
     yield Wait(
         "smp_call_function_single:wait",
@@ -106,6 +113,7 @@ def on_each_cpu(k: Any, name: str, fn: FnFactory) -> Flow:
     """``smp_call_function(fn, wait=1)`` on the other online CPUs, then ``fn`` here."""
     this = k.cpu
     yield "smp_call_function_many:send"
+    k.smp_mb()
     reqs = [k.sched.send_ipi(c, name, fn) for c in k.online_cpus() if c != this]
     if reqs:
         yield Wait(

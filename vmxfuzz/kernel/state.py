@@ -15,6 +15,7 @@ from typing import Any
 from ..machine.faults import FaultPlan
 from ..machine.hw import Cpu, Hardware, Vmcs
 from ..machine.memory import KObject, poison
+from ..machine.weakmem import WeakMemory
 from .list import ListHead
 from .structs import KStruct, Kvm, LoadedVmcs, VcpuVmx
 
@@ -55,6 +56,7 @@ class Config:
     cr4_mismatch: tuple[int, ...] = ()
     vmx_caps_mismatch: tuple[int, ...] = ()
     no_vmx: tuple[int, ...] = ()  # CPUs whose CPUID lacks VMX
+    weak_memory: bool = False  # store buffers (vmxfuzz.machine.weakmem); format v3
 
 
 class Kernel:
@@ -78,6 +80,7 @@ class Kernel:
             for c in range(n)
         ]
         self.hw = Hardware(cpus, faults, oracle)
+        self.mem: WeakMemory | None = None  # the store buffers in weak-memory mode
         self.cpu = 0  # smp_processor_id() of the flow being stepped
         self.ctx: Any = None  # the scheduler context being stepped
         self.sched: Any = None
@@ -126,6 +129,16 @@ class Kernel:
         f.x86_static_data(self)
 
     # ---- helpers used by model code --------------------------------------------------
+    def smp_mb(self) -> None:
+        """A full barrier on the stepping CPU (a no-op under sequential consistency)."""
+        if self.mem is not None:
+            self.mem.fence(self.cpu)
+
+    def smp_wmb(self) -> None:
+        """Order this CPU's earlier stores before its later ones (weak-memory mode)."""
+        if self.mem is not None:
+            self.mem.wmb(self.cpu)
+
     def cpu_state(self) -> Cpu:
         return self.hw.cpus[self.cpu]
 

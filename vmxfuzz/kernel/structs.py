@@ -18,6 +18,7 @@ class LoadedVmcs(KObject):
     """``struct loaded_vmcs``."""
 
     kind = "loaded_vmcs"
+    WEAK_FIELDS = frozenset({"cpu", "launched"})
 
     def __init__(self, name: str) -> None:
         super().__init__(name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, TypeVar
 
+from . import weakmem
 from .errors import UseAfterFree
 
 
@@ -19,8 +20,11 @@ class KObject:
 
     kind: ClassVar[str] = "object"
     _poisoned_class: ClassVar[dict[type, type]] = {}
+    # Fields whose stores go through the CPU's store buffer in weak-memory mode.
+    WEAK_FIELDS: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, name: str) -> None:
+        weakmem.adopt(self)
         self.name = name
 
     def describe(self) -> str:

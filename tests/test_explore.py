@@ -1,0 +1,192 @@
+"""Bounded exhaustive exploration: what it finds, that its reductions lose nothing,
+that its reproducers replay through the one executor, and the command's contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from vmxfuzz.cli import main
+from vmxfuzz.executor import run
+from vmxfuzz.explore import Bound, Explorer, alphabet, programs, setup_ops
+from vmxfuzz.scenario import Op, Scenario, load
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = ROOT / "examples" / "seed-nmi-in-list-add.json"
+
+
+def _seed() -> Scenario:
+    return replace(load(SEED), schedule=(), nmis=(), faults=())
+
+
+def _parallel() -> Scenario:
+    """The seed's setup, then both vCPUs run at once on the two CPUs."""
+    sc = _seed()
+    ops = sc.ops[:4] + (Op("run_vcpu", 0, vcpu="vcpu0"), Op("run_vcpu", 1, True, vcpu="vcpu1"))
+    return replace(sc, ops=ops)
+
+
+def _explore(sc: Scenario, variant: str, **kw: object) -> Explorer:
+    sleep = bool(kw.pop("sleep_sets", True))
+    ex = Explorer(sc, variant, Bound(**kw), sleep_sets=sleep)  # type: ignore[arg-type]
+    assert ex.explore()
+    return ex
+
+
+def _replays(ex: Explorer) -> None:
+    for f in ex.findings:
+        r = run(f.scenario, ex.variant, keep_trace=False)
+        assert (f.violation.invariant, f.violation.site) in {
+            (v.invariant, v.site) for v in r.violations
+        }
+
+
+def test_the_seed_window_is_found_in_reference_and_absent_in_patched() -> None:
+    ref = _explore(_seed(), "reference", nmis=1, setup=4)
+    sites = {f.violation.site for f in ref.findings if f.violation.invariant == "kexec-active-vmcs"}
+    # Every step of the list_add window, and the list_del side.
+    for step in ("next_prev", "new_next", "new_prev", "publish"):
+        assert f"machine_kexec:vmcs@list_add:{step}" in sites
+    assert any("@list_del:" in s for s in sites)
+    _replays(ref)
+    pat = _explore(_seed(), "patched", nmis=1, setup=4)
+    assert pat.complete and not pat.findings
+    assert pat.stats.states > 100  # it did look: every NMI placement was run
+
+
+def test_sleep_sets_and_hashing_keep_every_state_and_finding() -> None:
+    """Sleep sets alone never lose a reachable state (Godefroid): the same set of
+    state fingerprints with and without them, for fewer runs."""
+    for sc, nmis in ((_parallel(), 0), (_seed(), 1)):
+        plain = _explore(sc, "reference", nmis=nmis, setup=4, sleep_sets=False)
+        slept = _explore(sc, "reference", nmis=nmis, setup=4, sleep_sets=True)
+        assert set(plain.visited) == set(slept.visited)
+        assert {(f.violation.invariant, f.violation.site) for f in plain.findings} == {
+            (f.violation.invariant, f.violation.site) for f in slept.findings
+        }
+        assert slept.stats.runs <= plain.stats.runs
+    assert slept.stats.runs < plain.stats.runs or nmis  # parallel: fewer runs
+    plain = _explore(_parallel(), "reference", nmis=0, setup=4, sleep_sets=False)
+    assert plain.stats.pruned > 0  # commuted interleavings reach one state
+
+
+def test_fingerprints_do_not_depend_on_the_run() -> None:
+    a = _explore(_seed(), "patched", nmis=1, setup=4)
+    b = _explore(_seed(), "patched", nmis=1, setup=4)
+    assert set(a.visited) == set(b.visited)
+
+
+def test_faults_are_explored_within_their_budget() -> None:
+    """One injected VMXON fault while the first VM is created (hardware_enable_all):
+    reference oopses on the #GP (F03), patched recovers from it; both still oops on
+    an undetected VMfailInvalid (F06, shared)."""
+    sc = Scenario((Op("module_load", 0), Op("create_vm", 0, vm="vm0")))
+    ref = _explore(sc, "reference", nmis=0, faults=1, fault_sites=("vmxon",))
+    def oops_kinds(ex: Explorer) -> set[str | None]:
+        return {
+            f.scenario.faults[0].kind for f in ex.findings if f.violation.invariant == "oops"
+        }
+
+    assert all(len(f.scenario.faults) == 1 for f in ref.findings)
+    _replays(ref)
+    pat = _explore(sc, "patched", nmis=0, faults=1, fault_sites=("vmxon",))
+    assert "GP" in oops_kinds(ref) and "GP" not in oops_kinds(pat)
+    assert "VMfailInvalid" in oops_kinds(ref) & oops_kinds(pat)
+
+
+def test_enumerated_programs_are_shortest_first_and_parallel_only_across_cpus() -> None:
+    progs = list(programs(2, 1, 2))
+    setup = len(setup_ops(2, 1))
+    lengths = [len(p.ops) - setup for p in progs]
+    assert lengths == sorted(lengths) and lengths[0] == 0 and max(lengths) == 2
+    n = len(alphabet(2, 1))
+    assert lengths.count(1) == n
+    for p in progs:
+        for prev, op in zip(p.ops, p.ops[1:], strict=False):
+            if op.parallel:
+                assert op.cpu != prev.cpu
+
+
+def test_explore_command_reports_findings_as_a_campaign(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "x"
+    args = [str(SEED), "--setup", "4", "--out", str(out), "--json", "--time", "120"]
+    assert main(["explore", *args]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["complete"] and doc["programs_done"] == 2  # reference and patched
+    assert doc["bound"]["nmis"] == 1 and doc["bound"]["setup_ops"] == 4
+    assert doc["findings"] and all(f["class"] == "fixed" for f in doc["findings"])
+    assert json.loads((out / "explore.json").read_text())["states"] == doc["states"]
+    for f in doc["findings"]:
+        assert main(["replay", f["reproducer"], "--json"]) == 1
+        capsys.readouterr()
+
+
+def test_explore_says_nothing_was_found_within_the_bound(tmp_path: Path, capsys) -> None:
+    args = [str(SEED), "--setup", "4", "--variant", "patched", "--out", str(tmp_path / "p")]
+    assert main(["explore", *args]) == 0
+    text = capsys.readouterr().out
+    assert "no violation: every schedule explored within the bound" in text
+    assert "nmis=1" in text and "setup_ops=4" in text
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--fault-sites", "nowhere"],
+        ["--nmi-kinds", "loud"],
+        ["--setup", "9"],
+        ["--cpus", "9"],
+        ["--store-buffer", "0"],
+        ["--time", "0"],
+        ["--variant", "nonesuch"],
+    ],
+)
+def test_bad_explore_options_are_one_line_errors(tmp_path: Path, capsys, bad: list[str]) -> None:
+    out = tmp_path / "never"
+    assert main(["explore", str(SEED), "--out", str(out), *bad]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vmxfuzz: error:")
+    assert not out.exists()
+
+
+def test_a_budget_too_small_is_an_incomplete_verdict_and_resume_continues(
+    tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "r"
+    base = ["explore", "--cpus", "2", "--vcpus", "1", "--ops", "1", "--nmi-kinds", "panic"]
+    base += ["--variant", "patched", "--out", str(out)]
+    code = main([*base, "--time", "0.3"])
+    first = json.loads((out / "explore.json").read_text())
+    assert not first["complete"]
+    # exit 3 = incomplete, nothing found (1 if a finding came first)
+    assert code == (1 if first["findings"] else 3)
+    if code == 3:
+        assert "INCOMPLETE" in capsys.readouterr().out
+    code = main([*base, "--time", "120", "--resume"])
+    doc = json.loads((out / "explore.json").read_text())
+    assert doc["complete"] and doc["programs_done"] == doc["programs_total"]
+    assert doc["runs"] >= first["runs"]
+    assert code in (0, 1)
+
+
+def test_sigterm_leaves_a_partial_report(tmp_path: Path) -> None:
+    out = tmp_path / "t"
+    cmd = [sys.executable, "-m", "vmxfuzz", "explore", "--ops", "2", "--out", str(out)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "summary.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    os.kill(p.pid, signal.SIGTERM)
+    stdout, _ = p.communicate(timeout=60)
+    doc = json.loads((out / "explore.json").read_text())
+    assert doc["interrupted"] and not doc["complete"]
+    assert "INCOMPLETE" in stdout or doc["findings"]
