@@ -225,6 +225,25 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--name", help="file name (default: the scenario's name)")
     pr.add_argument("--dest", default="tests/regressions")
     pr.set_defaults(func=cmd_promote)
+
+    mu = sub.add_parser(
+        "mutants",
+        help="run the mutant catalogue against the engines: the kill matrix",
+        description="For each mutant of patched (mutants/) and each engine, a differential "
+        "campaign patched,<mutant> of at most --time-per seconds that stops at the first "
+        "regression or behaviour finding; writes kill-matrix.md and kill-matrix.json.",
+    )
+    mu.add_argument("--time-per", required=True, metavar="S", help="seconds per cell")
+    mu.add_argument(
+        "--engines",
+        default="hypothesis,atheris,explore",
+        help="comma-separated engines (default: hypothesis,atheris,explore)",
+    )
+    mu.add_argument("--only", metavar="IDS", help="comma-separated mutant ids (default: all)")
+    mu.add_argument("--out", default="mutants-out", help="output directory (default mutants-out/)")
+    mu.add_argument("--seed", default="0", help="engine seed (default 0)")
+    mu.add_argument("--json", action="store_true", help="print kill-matrix.json to stdout")
+    mu.set_defaults(func=cmd_mutants)
     return p
 
 
@@ -253,6 +272,53 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         as_json=args.json,
         nested=args.nested,
         fail_on=args.fail_on,
+    )
+
+
+def cmd_mutants(args: argparse.Namespace) -> int:
+    from .mutation import ENGINES, catalogue, mutants_cmd, parse_time, select
+
+    try:
+        time_per = parse_time(args.time_per)
+    except ValueError:
+        raise BadInput(
+            f"--time-per: {args.time_per!r} is not a positive number of seconds"
+        ) from None
+    try:
+        seed = int(args.seed)
+    except ValueError:
+        raise BadInput(f"--seed: {args.seed!r} is not an integer") from None
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown or not engines:
+        raise BadInput(
+            f"--engines: {unknown[0] if unknown else 'empty'!r}: choose from {', '.join(ENGINES)}"
+        )
+    engines = list(dict.fromkeys(engines))
+    try:
+        chosen = select(catalogue(), args.only)
+    except KeyError as e:
+        raise BadInput(f"--only: unknown mutant id {e.args[0]!r} (see docs/mutants.md)") from None
+    if not chosen:
+        raise BadInput("--only: no mutant ids given")
+    out = _out_dir(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadInput(f"{out}: (--out): cannot create: {e.strerror or e}") from None
+    command = "vmxfuzz mutants " + " ".join(
+        [f"--time-per {time_per:g}", f"--engines {','.join(engines)}"]
+        + ([f"--only {','.join(m.id for m in chosen)}"] if args.only else [])
+        + [f"--seed {seed}"]
+    )
+    return mutants_cmd(
+        time_per=time_per,
+        engines=engines,
+        only=",".join(m.id for m in chosen),
+        out=out,
+        seed=seed,
+        as_json=args.json,
+        command=command,
     )
 
 
