@@ -139,3 +139,21 @@ def test_replay_of_a_bad_weak_file_is_exit_2(tmp_path: Path, capsys: Any) -> Non
     assert main(["replay", str(p)]) == 2
     err = capsys.readouterr().err
     assert "bad.json: /schedule/0:" in err and "weak_memory" in err
+
+
+M11_KILL = ROOT / "mutants" / "kills" / "M11-weak-memory-reboot-races-vcpu-load.json"
+
+
+def test_weak_memory_kills_the_mutant_without_smp_wmb() -> None:
+    """The barrier pair is checkable: without the smp_wmb() the weak-memory mode
+    reaches a LIST_POISON in another CPU's list (found by `explore --weak-memory`)."""
+    from vmxfuzz.campaign import judge
+
+    sc = load(M11_KILL)
+    assert sc.config.weak_memory and "sb0.1" in sc.schedule
+    hits = judge(sc, "patched,vmxfuzz.mutants.m11_no_smp_wmb")
+    assert ("regression", "oops", "list_del:next_prev") in {h.key for h in hits}
+    assert not run(sc, "patched", keep_trace=False).violations  # the barrier holds
+    # Under sequential consistency the same program cannot tell the two apart.
+    sc_sc = replace(sc, config=replace(sc.config, weak_memory=False), schedule=())
+    assert not judge(sc_sc, "patched,vmxfuzz.mutants.m11_no_smp_wmb")
