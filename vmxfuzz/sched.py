@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .machine.errors import MachineFault
+from .machine.memory import obj_name
+from .machine.weakmem import action_cpu
 
 Flow = Generator[Any, Any, Any]
 FlowFactory = Callable[[], Flow]
@@ -243,9 +245,17 @@ class Scheduler:
         return sb[0] if sb else runnable[0]
 
     def commit(self, action: str) -> None:
-        """A buffered store becomes visible to the other CPUs (weak-memory mode)."""
-        assert self.k.mem is not None
-        self.k.mem.commit(action)
+        """A buffered store becomes visible to the other CPUs (weak-memory mode); the
+        trace shows it in the storing CPU's lane, so a timeline says when it landed."""
+        mem = self.k.mem
+        assert mem is not None
+        store = mem.commit(action)
+        label = f"commit:{store.attr}"
+        c = action_cpu(action)
+        self.counts[(c, label)] += 1
+        n = self.counts[(c, label)]
+        what = f"{obj_name(store.obj)}.{store.attr} = {obj_name(store.value)}"
+        self.trace.append(TraceEvent(len(self.trace), c, "mem", what, label, n))
 
     def _fence(self, c: int) -> None:
         """A full barrier on CPU ``c`` (weak-memory mode): context switches and IPI

@@ -132,7 +132,7 @@ class WeakMemory:
             out += [f"sb{c}" if i == 0 else f"sb{c}.{i}" for i in range(n)]
         return out
 
-    def commit(self, action: str) -> None:
+    def commit(self, action: str) -> Store:
         m = COMMIT.match(action)
         assert m is not None, action
         cpu, nth = int(m.group(1)), int(m.group(2) or 0)
@@ -145,6 +145,7 @@ class WeakMemory:
         object.__setattr__(s.obj, s.attr, s.value)
         while buf and isinstance(buf[0], Barrier):
             buf.pop(0)
+        return s
 
     def pending(self) -> bool:
         return any(self.buffers)
