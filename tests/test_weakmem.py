@@ -141,7 +141,7 @@ def test_replay_of_a_bad_weak_file_is_exit_2(tmp_path: Path, capsys: Any) -> Non
     assert "bad.json: /schedule/0:" in err and "weak_memory" in err
 
 
-M11_KILL = ROOT / "mutants" / "kills" / "M11-weak-memory-reboot-races-vcpu-load.json"
+M11_KILL = ROOT / "tests" / "weak-memory" / "M11-weak-memory-reboot-races-vcpu-load.json"
 
 
 def test_weak_memory_kills_the_mutant_without_smp_wmb() -> None:

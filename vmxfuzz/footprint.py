@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from types import BuiltinMethodType, FunctionType, MethodType
 from typing import Any
 
+from .machine.classhooks import hooked_subclass
+
 ATOMS = (type(None), bool, int, float, str, bytes, tuple, frozenset)
 CONTAINERS = (list, dict, set, deque)
 # Fields of the kernel object whose reads mean "anything may happen here".
@@ -128,28 +130,10 @@ def _hooks(base: type) -> tuple[Any, Any]:
     return getattribute, setattr
 
 
-_TRACKED: dict[type, type] = {}
-
-
 def tracked_class(cls: type) -> type:
     if getattr(cls, "_tracked", False) or getattr(cls, "_freed", False):
         return cls
-    t = _TRACKED.get(cls)
-    if t is None:
-        getattribute, setattr = _hooks(cls)
-        t = type(
-            cls.__name__,
-            (cls,),
-            {
-                "__getattribute__": getattribute,
-                "__setattr__": setattr,
-                "_tracked": True,
-                "__module__": cls.__module__,
-                "__qualname__": cls.__qualname__,
-            },
-        )
-        _TRACKED[cls] = t
-    return t
+    return hooked_subclass(cls, "_tracked", *_hooks(cls))
 
 
 def wants_tracking(obj: Any) -> bool:

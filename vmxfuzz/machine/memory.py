@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, TypeVar
 
 from . import weakmem
+from .classhooks import hooked_subclass
 from .errors import UseAfterFree
 
 
@@ -19,7 +20,6 @@ class KObject:
     """Base of every simulated heap/static object that can be freed."""
 
     kind: ClassVar[str] = "object"
-    _poisoned_class: ClassVar[dict[type, type]] = {}
     # Fields whose stores go through the CPU's store buffer in weak-memory mode.
     WEAK_FIELDS: ClassVar[frozenset[str]] = frozenset()
 
@@ -48,19 +48,9 @@ def poison(obj: KObject) -> None:
     cls = type(obj)
     if is_freed(obj):
         return
-    pcls = KObject._poisoned_class.get(cls)
-    if pcls is None:
-        pcls = type(
-            "Freed" + cls.__name__,
-            (cls,),
-            {
-                "__getattribute__": _poison_getattribute,
-                "__setattr__": _poison_setattr,
-                "_freed": True,
-            },
-        )
-        KObject._poisoned_class[cls] = pcls
-    obj.__class__ = pcls
+    obj.__class__ = hooked_subclass(
+        cls, "_freed", _poison_getattribute, _poison_setattr, "Freed" + cls.__name__
+    )
 
 
 def is_freed(obj: object) -> bool:

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import footprint
+from .classhooks import hooked_subclass
 
 # The memory system of the run being built or stepped (None: sequential consistency).
 # Set by the executor for each run; objects created while it is set get weak classes.
@@ -177,26 +178,9 @@ def _weak_setattr(self: Any, attr: str, value: Any) -> None:
     object.__setattr__(self, attr, value)
 
 
-_WEAK: dict[type, type] = {}
-
-
 def weak_class(cls: type) -> type:
     """``cls`` with buffered stores to its ``WEAK_FIELDS`` (same name, for reports)."""
-    w = _WEAK.get(cls)
-    if w is None:
-        w = type(
-            cls.__name__,
-            (cls,),
-            {
-                "__getattribute__": _weak_getattribute,
-                "__setattr__": _weak_setattr,
-                "_weak": True,
-                "__module__": cls.__module__,
-                "__qualname__": cls.__qualname__,
-            },
-        )
-        _WEAK[cls] = w
-    return w
+    return hooked_subclass(cls, "_weak", _weak_getattribute, _weak_setattr)
 
 
 def adopt(obj: Any) -> None:
