@@ -30,7 +30,7 @@ def _seed() -> Scenario:
 def _parallel() -> Scenario:
     """The seed's setup, then both vCPUs run at once on the two CPUs."""
     sc = _seed()
-    ops = sc.ops[:4] + (Op("run_vcpu", 0, vcpu="vcpu0"), Op("run_vcpu", 1, True, vcpu="vcpu1"))
+    ops = (*sc.ops[:4], Op("run_vcpu", 0, vcpu="vcpu0"), Op("run_vcpu", 1, True, vcpu="vcpu1"))
     return replace(sc, ops=ops)
 
 
@@ -90,10 +90,9 @@ def test_faults_are_explored_within_their_budget() -> None:
     an undetected VMfailInvalid (F06, shared)."""
     sc = Scenario((Op("module_load", 0), Op("create_vm", 0, vm="vm0")))
     ref = _explore(sc, "reference", nmis=0, faults=1, fault_sites=("vmxon",))
+
     def oops_kinds(ex: Explorer) -> set[str | None]:
-        return {
-            f.scenario.faults[0].kind for f in ex.findings if f.violation.invariant == "oops"
-        }
+        return {f.scenario.faults[0].kind for f in ex.findings if f.violation.invariant == "oops"}
 
     assert all(len(f.scenario.faults) == 1 for f in ref.findings)
     _replays(ref)

@@ -18,7 +18,14 @@ from typing import Any
 import pytest
 from helpers import drain
 
-from vmxfuzz.kernel.list import LIST_POISON1, LIST_POISON2, ListHead, WalkHang, ring
+from vmxfuzz.kernel.list import (
+    LIST_POISON1,
+    LIST_POISON2,
+    ForeignHead,
+    ListHead,
+    WalkHang,
+    ring,
+)
 from vmxfuzz.kernel.state import Config, Kernel
 from vmxfuzz.labels import known_labels
 from vmxfuzz.machine.errors import NullDeref, PoisonDeref
@@ -302,3 +309,25 @@ def test_a_walk_hang_in_a_task_is_reported_as_hang() -> None:
         "task",
         0,
     )
+
+
+@pytest.mark.parametrize("walk", WALKS)
+def test_a_walk_onto_another_lists_head_is_a_fault_not_a_crash(walk: str) -> None:
+    """A link on two lists (only mutants make one) leads a walk to a foreign head;
+    ``list_entry()`` of a head is garbage, so the model faults (an oops)."""
+    k = Experiment([]).k
+    mine, other = ListHead("mine"), ListHead("other")
+    a = ListHead("a", owner="a")
+    mine.next, mine.prev = a, a
+    a.next, a.prev = other, mine  # a's next was rewritten by the other list's list_add
+    other.next, other.prev = other, other
+    seen: list[str] = []
+
+    def record(owner: str) -> Flow:
+        seen.append(owner)
+        return
+        yield
+
+    with pytest.raises(ForeignHead):
+        drain(getattr(k.f, walk)(k, mine, record))
+    assert seen == ["a"]

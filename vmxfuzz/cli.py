@@ -198,6 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="first ops run with no choices (default: 0 for files; the module load, VM "
         "and vCPU creation for enumerated programs)",
     )
+    x.add_argument(
+        "--weak-memory",
+        action="store_true",
+        help="per-CPU store buffers: stores commit late and out of order (barriers order)",
+    )
+    x.add_argument(
+        "--store-buffer",
+        type=int,
+        default=2,
+        help="weak memory: stores a CPU buffers before it stalls (default 2)",
+    )
     x.add_argument("--time", type=float, default=60.0, help="budget in seconds (default 60)")
     x.add_argument("--out", default="explore-out", help="output directory")
     x.add_argument("--json", action="store_true", help="print explore.json to stdout")
@@ -337,6 +348,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from .machine.faults import SITES
 
     _variants(args.variant)
+    if args.store_buffer < 1:
+        raise BadInput(f"--store-buffer: at least 1, not {args.store_buffer}")
     for opt in ("cpus", "vcpus", "ops", "nmis", "faults"):
         if getattr(args, opt) < 0:
             raise BadInput(f"--{opt}: must not be negative, not {getattr(args, opt)}")
@@ -354,18 +367,32 @@ def cmd_explore(args: argparse.Namespace) -> int:
         raise BadInput(f"--fault-sites: unknown site {unknown[0]!r}")
     if args.program:
         files = [(str(f), load_any(f)) for f in _scenario_files(args.program)]
-        programs = [(name, replace(sc, schedule=(), nmis=(), faults=())) for name, sc in files]
-        source = Source(files=programs)
+        programs = [
+            (
+                name,
+                replace(
+                    sc,
+                    schedule=(),
+                    nmis=(),
+                    faults=(),
+                    config=replace(
+                        sc.config, weak_memory=sc.config.weak_memory or args.weak_memory
+                    ),
+                ),
+            )
+            for name, sc in files
+        ]
+        source = Source(files=programs, weak=args.weak_memory)
         setup = args.setup if args.setup is not None else 0
         shortest = min(len(sc.ops) for _, sc in programs)
         if setup > shortest:
             raise BadInput(f"--setup: {setup} is more than the {shortest} ops of a program")
     else:
-        source = Source(cpus=args.cpus, vcpus=args.vcpus, ops=args.ops)
+        source = Source(cpus=args.cpus, vcpus=args.vcpus, ops=args.ops, weak=args.weak_memory)
         setup = args.setup if args.setup is not None else len(setup_ops(args.cpus, args.vcpus))
     if setup < 0:
         raise BadInput(f"--setup: must not be negative, not {setup}")
-    bound = Bound(args.nmis, kinds, args.faults, sites, setup)
+    bound = Bound(args.nmis, kinds, args.faults, sites, setup, args.store_buffer)
     out = _out_dir(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -49,6 +49,20 @@ class WalkHang(MachineFault):
     reason = "hang"
 
 
+class ForeignHead(MachineFault):
+    """A walk that reaches another list's head (a link on two lists): the kernel's
+    ``list_entry()`` would make a struct out of per-CPU data and use it -- an oops."""
+
+    reason = "garbage-entry"
+
+
+def _entry(pos: ListHead, where: str) -> Any:
+    """``list_entry(pos)``: the containing object (a head has none: corrupted list)."""
+    if pos.owner is None:
+        raise ForeignHead(f"{where}: walk reached {pos.name}, a list head, as an entry")
+    return pos.owner
+
+
 def deref(p: ListHead | _Poison | None, what: str) -> ListHead:
     """Follow a list pointer the way the CPU would: NULL and poison fault."""
     if p is None:
@@ -108,7 +122,7 @@ def list_for_each_entry(k: Any, head: ListHead, body: Callable[[Any], Flow]) -> 
     pos = deref(head.next, "list_for_each_entry")
     while pos is not head:
         _guard(seen, pos, "list_for_each_entry")
-        yield from body(pos.owner)
+        yield from body(_entry(pos, "list_for_each_entry"))
         yield "list_for_each_entry:load"
         pos = deref(pos.next, "list_for_each_entry")
 
@@ -121,7 +135,7 @@ def list_for_each_entry_safe(k: Any, head: ListHead, body: Callable[[Any], Flow]
     nxt = deref(pos.next, "list_for_each_entry_safe") if pos is not head else head
     while pos is not head:
         _guard(seen, pos, "list_for_each_entry_safe")
-        yield from body(pos.owner)
+        yield from body(_entry(pos, "list_for_each_entry_safe"))
         pos = nxt
         yield "list_for_each_entry_safe:load"
         if pos is not head:
