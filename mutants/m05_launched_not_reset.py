@@ -9,12 +9,10 @@ when the seed inlined ``loaded_vmcs_init`` into ``__loaded_vmcs_clear`` is an ea
 
 What should catch it: after a migration the VMCS is clear (VMCLEAR on the old CPU) but
 KVM still issues VMRESUME: the processor answers VMfailValid and the guest never runs
-again.  In this model that failure is a warning only: ``vmx_vcpu_run``'s -1 is ignored
-by ``vcpu_enter_guest`` and ``KVM_RUN`` still returns 0, so no invariant and no
-observable result differs.  The only other effect (with nested, a failed entry does not
-cache the shadow VMCS) removes violations, a ``fixed`` difference.  Expected to
-survive: a gap in the suite (a failed VM entry is neither an invariant nor an
-observable result), not an equivalent mutant.
+again.  Userspace sees it: ``KVM_RUN`` returns 0 with ``run->exit_reason =
+KVM_EXIT_FAIL_ENTRY``, the op's result in the model, so a ``behaviour`` kill.  (This
+mutant first survived every engine: the model used to drop the failed entry on the
+floor, a gap closed by making the exit reason observable -- docs/kernel-notes.md.)
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ MUTANT = {
     "id": "M05",
     "summary": "__loaded_vmcs_clear: launched = 0 dropped (VMRESUME of a clear VMCS)",
     "function": "__loaded_vmcs_clear",
-    "expect": None,
+    "expect": "behaviour (KVM_EXIT_FAIL_ENTRY)",
     "equivalent": False,
 }
 

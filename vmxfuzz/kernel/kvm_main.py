@@ -182,9 +182,9 @@ def kvm_vm_ioctl_create_vcpu(k: Any, vm: Kvm, name: str) -> Flow:
 
 def kvm_arch_vcpu_ioctl_run(k: Any, vcpu: VcpuVmx) -> Flow:
     yield from k.f.vcpu_load(k, vcpu)
-    yield from k.f.vcpu_enter_guest(k, vcpu)
+    r = yield from k.f.vcpu_enter_guest(k, vcpu)
     yield from k.f.vcpu_put(k, vcpu)
-    return 0
+    return r
 
 
 def kvm_init_register(k: Any) -> Flow:

@@ -118,7 +118,12 @@ def kvm_arch_destroy_vm(k: Any, vm: Any) -> Flow:
 
 
 def vcpu_enter_guest(k: Any, vcpu: Any) -> Flow:
-    """IRQs off around the entry; the vendor ``run`` hook does VMLAUNCH/VMRESUME."""
+    """IRQs off around the entry; the vendor ``run`` hook does VMLAUNCH/VMRESUME.
+
+    A failed entry is not an error of the ioctl: ``vmx_handle_exit`` reports it to
+    userspace as ``run->exit_reason = KVM_EXIT_FAIL_ENTRY`` and ``KVM_RUN`` returns 0.
+    That exit reason is what userspace observes, so it is the op's result."""
     yield from k.f.local_irq_disable(k)
-    yield from k.f.kvm_x86_call(k, "run", vcpu)
+    r = yield from k.f.kvm_x86_call(k, "run", vcpu)
     yield from k.f.local_irq_enable(k)
+    return "KVM_EXIT_FAIL_ENTRY" if r == -1 else 0
