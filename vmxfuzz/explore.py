@@ -527,13 +527,16 @@ def programs(cpus: int, vcpus: int, max_ops: int, weak: bool = False) -> Iterato
 
 # ---- a kill search for the mutant matrix ------------------------------------------------
 
-# Bounds tried in order by :func:`kill_search`: cheap and wide first.
+# (workload ops, bound) stages tried in order by :func:`kill_search`: cheap and wide
+# first; each stage explores the programs of exactly that many workload ops.
 KILL_PLAN: tuple[tuple[int, Bound], ...] = (
     (0, Bound(nmis=1)),
     (1, Bound(nmis=1)),
+    (2, Bound(nmis=0)),
     (0, Bound(nmis=0, faults=1)),
     (1, Bound(nmis=0, faults=1)),
     (2, Bound(nmis=1)),
+    (0, Bound(nmis=1, faults=1)),
     (1, Bound(nmis=1, faults=1)),
 )
 
@@ -570,8 +573,8 @@ def kill_search(
     for ops, bound in KILL_PLAN:
         setup = len(setup_ops(cpus, vcpus))
         for program in programs(cpus, vcpus, ops):
-            if len(program.ops) - setup < ops:
-                continue  # shorter programs were explored at the previous bound
+            if len(program.ops) - setup != ops:
+                continue  # each stage of the plan is one program length
             ex = Explorer(
                 program,
                 names[1],
