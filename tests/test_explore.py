@@ -181,11 +181,11 @@ def test_sigterm_leaves_a_partial_report(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "vmxfuzz", "explore", "--ops", "2", "--out", str(out)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not (out / "summary.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    while not (out / "explore.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the first program (the setup alone) is done
     time.sleep(1.0)
     os.kill(p.pid, signal.SIGTERM)
-    stdout, _ = p.communicate(timeout=60)
+    stdout, stderr = p.communicate(timeout=60)
     doc = json.loads((out / "explore.json").read_text())
-    assert doc["interrupted"] and not doc["complete"]
-    assert "INCOMPLETE" in stdout or doc["findings"]
+    assert doc["interrupted"] and not doc["complete"], stderr
+    assert "INCOMPLETE" in stdout or doc["findings"], stderr

@@ -171,6 +171,34 @@ def explore_cmd(
     resume: bool = False,
     sleep_sets: bool = True,
 ) -> int:
+    stop = {"flag": False}
+
+    def on_term(signum: int, frame: Any) -> None:
+        if not stop["flag"]:  # the first SIGTERM stops the search; later ones wait
+            stop["flag"] = True
+            raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        return _explore(source, variant, bound, budget, out, as_json, resume, sleep_sets)
+    except KeyboardInterrupt:
+        if stop["flag"]:  # only before the search started: nothing to report yet
+            return EXIT_INCOMPLETE
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _explore(
+    source: Source,
+    variant: str,
+    bound: Bound,
+    budget: float,
+    out: Path,
+    as_json: bool,
+    resume: bool,
+    sleep_sets: bool,
+) -> int:
     pair = split_pair(variant)
     names = list(pair) if pair is not None else [variant]
     c = Campaign(out=out, variant=variant, engine="explore")
@@ -184,13 +212,6 @@ def explore_cmd(
     started = time.monotonic()
     deadline = started + budget
     base_seconds = rep.seconds
-    stop = {"flag": False}
-
-    def on_term(signum: int, frame: Any) -> None:
-        stop["flag"] = True
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, on_term)
 
     def save() -> None:
         write_text_atomic(
@@ -235,7 +256,6 @@ def explore_cmd(
     except KeyboardInterrupt:
         rep.interrupted = True
     finally:
-        signal.signal(signal.SIGTERM, old)
         prog.close()
     rep.seconds = base_seconds + (time.monotonic() - started)
     c.examples = rep.stats.runs
