@@ -161,6 +161,8 @@ def encode(sc: Scenario) -> bytes:
     c = sc.config
     if c.cpus > 4 or c.cr4_mismatch or c.vmx_caps_mismatch or c.no_vmx:
         raise Unencodable("config outside the byte layout (cpus > 4 or mismatch lists)")
+    if c.weak_memory:
+        raise Unencodable("weak-memory scenarios (format v3) are not in the byte layout")
     if len(sc.ops) > MAX_OPS or len(sc.faults) > MAX_FAULTS or len(sc.nmis) > MAX_NMIS:
         raise Unencodable("too many ops, faults or NMIs for the byte layout")
     if len(sc.schedule) > MAX_SCHED:
@@ -195,7 +197,7 @@ def encode(sc: Scenario) -> bytes:
         where = 0 if f.cpu is None else f.cpu + 1
         out += [SITE_NAMES.index(f.site), f.nth - 1, kinds.index(f.kind or kinds[0]), where]
     out.append(len(sc.schedule))
-    out += list(sc.schedule)
+    out += [int(e) for e in sc.schedule]  # ints only: weak memory was refused above
     out.append(len(sc.nmis))
     points = _nmi_points(replace(sc, nmis=())) if sc.nmis else []
     for m in sc.nmis:

@@ -82,3 +82,11 @@ def test_encode_command_writes_corpus_entries(tmp_path: Path) -> None:
     assert main(["encode", str(ROOT / "examples" / "vmxon-gp.json"), "-o", str(tmp_path)]) == 0
     (entry,) = tmp_path.iterdir()
     assert decode(entry.read_bytes()) == canonical(load(ROOT / "examples" / "vmxon-gp.json"))
+
+
+def test_weak_memory_scenarios_are_refused_by_the_encoder() -> None:
+    from vmxfuzz.fuzz.decoder import Unencodable, encode
+
+    sc = load(ROOT / "tests" / "weak-memory" / "M11-weak-memory-reboot-races-vcpu-load.json")
+    with pytest.raises(Unencodable, match="weak-memory"):
+        encode(sc)
