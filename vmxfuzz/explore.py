@@ -528,16 +528,19 @@ def programs(cpus: int, vcpus: int, max_ops: int, weak: bool = False) -> Iterato
 # ---- a kill search for the mutant matrix ------------------------------------------------
 
 # (workload ops, bound) stages tried in order by :func:`kill_search`: cheap and wide
-# first; each stage explores the programs of exactly that many workload ops.
+# first; each stage explores the programs of exactly that many workload ops.  A bound
+# with ``setup=0`` explores the setup ops too (faults during module load and VM
+# creation, where VMXON runs); otherwise the setup runs without choices.
+_SETUP = -1  # "the setup ops run without choices"
 KILL_PLAN: tuple[tuple[int, Bound], ...] = (
-    (0, Bound(nmis=1)),
-    (1, Bound(nmis=1)),
-    (2, Bound(nmis=0)),
-    (0, Bound(nmis=0, faults=1)),
-    (1, Bound(nmis=0, faults=1)),
-    (2, Bound(nmis=1)),
-    (0, Bound(nmis=1, faults=1)),
-    (1, Bound(nmis=1, faults=1)),
+    (0, Bound(nmis=1, setup=_SETUP)),
+    (0, Bound(nmis=0, faults=1, setup=0)),
+    (1, Bound(nmis=1, setup=_SETUP)),
+    (1, Bound(nmis=0, faults=1, setup=_SETUP)),
+    (2, Bound(nmis=0, setup=_SETUP)),
+    (0, Bound(nmis=1, faults=1, setup=0)),
+    (2, Bound(nmis=1, setup=_SETUP)),
+    (1, Bound(nmis=1, faults=1, setup=_SETUP)),
 )
 
 
@@ -578,7 +581,7 @@ def kill_search(
             ex = Explorer(
                 program,
                 names[1],
-                replace(bound, setup=setup),
+                replace(bound, setup=setup) if bound.setup == _SETUP else bound,
                 deadline=deadline,
                 on_finding=on_finding,
             )
