@@ -34,7 +34,7 @@ from dataclasses import astuple, dataclass, field, replace
 from typing import Any
 
 from . import footprint
-from .executor import Run, start
+from .executor import Result, Run, release, start
 from .footprint import EVERYTHING, Footprint
 from .kernel.state import Config
 from .machine.faults import SITES, FaultPlan, FaultSpec
@@ -384,6 +384,9 @@ class Explorer:
     deadline: float = float("inf")
     on_finding: Callable[[Finding], None] | None = None
     sleep_sets: bool = True
+    # Called with every run that finished (not cut by hashing or sleep sets): the
+    # scenario and its result, e.g. to compare observable results with another variant.
+    on_leaf: Callable[[Scenario, Result], None] | None = None
     stats: Stats = field(default_factory=Stats)
     started: float = field(default_factory=time.monotonic)
     visited: dict[bytes, frozenset[Decision]] = field(default_factory=dict)
@@ -412,26 +415,36 @@ class Explorer:
         plan.path = path
         plan.sched = sched
         self.stats.runs += 1
+        complete = False
         try:
             sched.run()
+            complete = True
         except _Prune:
             self.stats.pruned += 1
         except _Asleep:
             pass
         finally:
             footprint.end()
+            release(r)
         self.stats.transitions += sched.steps
+
+        def scenario() -> Scenario:
+            return replace(
+                base,
+                schedule=tuple(path.schedule),
+                nmis=tuple(path.nmis),
+                faults=tuple(path.faults),
+            )
+
+        if complete and self.on_leaf is not None:
+            t0 = time.monotonic()
+            self.on_leaf(scenario(), r.finish(keep_trace=False))
+            self.paused += time.monotonic() - t0
         for v in r.oracle.violations:
             key = (v.invariant, v.site)
             if key not in self.seen:
                 self.seen.add(key)
-                sc = replace(
-                    base,
-                    schedule=tuple(path.schedule),
-                    nmis=tuple(path.nmis),
-                    faults=tuple(path.faults),
-                )
-                f = Finding(v, sc, self.elapsed())
+                f = Finding(v, scenario(), self.elapsed())
                 self.findings.append(f)
                 if self.on_finding is not None:
                     t0 = time.monotonic()
@@ -549,12 +562,15 @@ def kill_search(
 ) -> tuple[Any, Scenario, float] | None:
     """Explore the second variant of ``pair`` (``base,mutant``) bound by bound until a
     violation shows that the first variant does not have on the same scenario (a
-    ``regression`` of the pair).  Returns (hit, scenario, seconds) or None.
+    ``regression`` of the pair), or a finished run whose observable results differ
+    from the first variant's on the same schedule (``behaviour``).  Returns (hit,
+    scenario, seconds) or None.
 
-    Exploration judges invariants only: a mutant that changes only return values
-    (a ``behaviour`` divergence) is left to the differential engines.
+    Invariants are judged on every explored state; behaviour only on the runs that go
+    to the end (a run cut at a known state has no results of its own to compare).
     """
     from .campaign import judge
+    from .executor import run
     from .variants import split_pair
 
     names = split_pair(pair)
@@ -573,6 +589,17 @@ def kill_search(
                 killed.append((hit, f.scenario, time.monotonic() - started))
                 raise _Killed
 
+    def on_leaf(sc: Scenario, mine: Result) -> None:
+        """Behaviour: the base variant on the same finished schedule (a cheap check
+        first; the differential judges only when the results differ)."""
+        other = run(sc, names[0], keep_trace=False)
+        if other.observable() == mine.observable():
+            return
+        for hit in judge(sc, pair):
+            if hit.cls in ("regression", "behaviour"):
+                killed.append((hit, sc, time.monotonic() - started))
+                raise _Killed
+
     for ops, bound in KILL_PLAN:
         setup = len(setup_ops(cpus, vcpus))
         for program in programs(cpus, vcpus, ops):
@@ -584,6 +611,7 @@ def kill_search(
                 replace(bound, setup=setup) if bound.setup == _SETUP else bound,
                 deadline=deadline,
                 on_finding=on_finding,
+                on_leaf=on_leaf,
             )
             try:
                 if not ex.explore():
