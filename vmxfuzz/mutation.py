@@ -490,6 +490,7 @@ def run_matrix(
     out: Path,
     command: str,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+    starting: Callable[[int, int, Mutant, str], None] | None = None,
 ) -> dict[str, Any]:
     """Every (mutant, engine) cell in turn; the matrix is rewritten after each."""
     started = time.monotonic()
@@ -513,6 +514,8 @@ def run_matrix(
     i = 0
     for m in mutants:
         for e in engines:
+            if starting is not None:
+                starting(i, n, m, e)
             cell = run_cell(m, e, time_per, seed, out)
             doc["cells"][i] = cell
             i += 1
@@ -542,8 +545,40 @@ def mutants_cmd(
     as_json: bool,
     command: str,
 ) -> int:
+    from .report.progress import Progress
+
     chosen = select(catalogue(), only)
-    doc = run_matrix(chosen, engines, time_per=time_per, seed=seed, out=out, command=command)
+    # Live display on a terminal (cells, current cell, kills per engine); one plain
+    # line per cell in a log or with --json (on stderr, so stdout stays the matrix).
+    prog = Progress(time_per * len(chosen) * len(engines), quiet=False)
+    kills: dict[str, dict[str, str]] = {}
+
+    def starting(i: int, n: int, m: Mutant, engine: str) -> None:
+        prog.update(
+            i,
+            kills,
+            extra={"cells": f"{i}/{n}", "running": f"{m.id} with {engine}"},
+        )
+
+    def log(line: str) -> None:
+        if " killed in " in line:
+            engine = line.split("]", 1)[1].split()[1].rstrip(":")
+            kills[line] = {"class": f"killed by {engine}"}
+        prog.note(line)
+
+    try:
+        doc = run_matrix(
+            chosen,
+            engines,
+            time_per=time_per,
+            seed=seed,
+            out=out,
+            command=command,
+            log=log,
+            starting=starting,
+        )
+    finally:
+        prog.close()
     if as_json:
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")

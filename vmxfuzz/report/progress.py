@@ -78,6 +78,14 @@ class Progress:
             f"  findings {len(findings)} ({classes})\n"
         )
 
+    def note(self, line: str) -> None:
+        """A line that stays: above the live display on a terminal, else on stderr."""
+        if self.live is not None:
+            self.live.console.print(line, highlight=False, markup=False)
+        elif not self.quiet:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
     def close(self) -> None:
         if self.live is not None:
             self.live.stop()
