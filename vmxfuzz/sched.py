@@ -7,6 +7,9 @@ nondeterminism of a run, and takes every choice from the scenario:
 * which runnable CPU executes its next step (``schedule``, consumed only where more
   than one CPU could step; afterwards the lowest runnable CPU steps);
 * NMIs "before the n-th execution of label L on CPU c" (benign or panic);
+* preemptions "at the n-th execution of preemption point L on CPU c, the task
+  resumes on CPU d" (:class:`PreemptSpec`; the model asks :meth:`Scheduler.preempt_target`
+  where the kernel reads ``need_resched()``, and switches with a :class:`Migrate` step);
 * fault outcomes (through the kernel's :class:`FaultPlan`, not here).
 
 Each CPU has a stack of contexts: a task, then IPI handlers (only while the CPU's
@@ -51,6 +54,28 @@ class NmiSpec:
 
 
 @dataclass
+class PreemptSpec:
+    """Preempt the task at the ``nth`` execution (on CPU ``cpu``) of the preemption
+    point labelled ``at``; it resumes on CPU ``to`` (the same CPU: no migration)."""
+
+    cpu: int
+    at: str
+    nth: int = 1
+    to: int = 0
+
+
+@dataclass
+class Migrate:
+    """A context switch (``__schedule`` -> ``context_switch``): executing this step
+    takes the task off its CPU; it resumes on CPU ``to`` (once that CPU is idle or its
+    task sleeps), where its first step is ``resume``."""
+
+    label: str
+    to: int
+    resume: str
+
+
+@dataclass
 class Context:
     kind: str  # "task" | "ipi" | "nmi"
     name: str
@@ -63,6 +88,8 @@ class Context:
     saved_irqs: bool = True
     crash: bool = False  # running the crash (kdump) path
     send_value: Any = None
+    preempt_count: int = 0  # preempt_disable() depth of this task
+    preempt_notifier: Any = None  # the vCPU whose preempt notifier this task registered
 
     @property
     def context_kind(self) -> str:
@@ -110,6 +137,7 @@ class Scheduler:
         schedule: list[int | str] | None = None,
         nmis: list[NmiSpec] | None = None,
         max_steps: int = 200_000,
+        preempts: list[PreemptSpec] | None = None,
     ) -> None:
         self.k = k
         self.ncpus = ncpus
@@ -123,6 +151,8 @@ class Scheduler:
         self.schedule_pos = 0
         self.nmis = list(nmis or [])
         self.nmi_fired: set[int] = set()
+        self.preempts = list(preempts or [])
+        self.preempt_fired: set[int] = set()
         self.counts: Counter[tuple[int, str]] = Counter()
         self.trace: list[TraceEvent] = []
         self.ended: str | None = None
@@ -172,6 +202,39 @@ class Scheduler:
                 self.migrated[to].append(ctx)
         self.stacks[dying] = keep
 
+    def preempt_target(self, c: int) -> int | None:
+        """``need_resched()`` at the preemption point CPU ``c``'s task just executed
+        (its current label): the CPU it is to resume on if the scenario preempts it
+        here, else None.  Each spec fires once."""
+        ctx = self.stacks[c][-1]
+        n = self.counts[(c, ctx.label)]
+        for i, spec in enumerate(self.preempts):
+            if i in self.preempt_fired or spec.cpu != c or spec.at != ctx.label or spec.nth != n:
+                continue
+            self.preempt_fired.add(i)
+            return spec.to
+        return None
+
+    def _switch(self, ctx: Context, m: Migrate) -> None:
+        """The task leaves its CPU; the next one there starts with IRQs on (its
+        ``finish_task_switch``)."""
+        src = ctx.cpu
+        self._fence(src)
+        self.stacks[src].remove(ctx)
+        self.k.hw.cpus[src].irqs_enabled = True
+        ctx.cpu = m.to
+        ctx.pending = m.resume
+        self.migrated[m.to].append(ctx)
+
+    def _resumable(self, c: int) -> bool:
+        """A task migrated here can resume: the CPU is idle or its task sleeps."""
+        if not self.migrated[c]:
+            return False
+        st = self.stacks[c]
+        return not st or (
+            st[-1].kind == "task" and isinstance(st[-1].pending, Wait) and st[-1].pending.sleeping
+        )
+
     def in_nmi(self, cpu: int) -> bool:
         return any(c.kind == "nmi" for c in self.stacks[cpu])
 
@@ -207,7 +270,7 @@ class Scheduler:
         if not st:
             return "idle"
         p = st[-1].pending
-        return str(p.label if isinstance(p, Wait) else p)
+        return str(p.label if isinstance(p, (Wait, Migrate)) else p)
 
     def _deliverable_ipi(self, c: int) -> bool:
         return bool(self.ipis[c]) and self.k.hw.cpus[c].irqs_enabled and not self.in_nmi(c)
@@ -223,7 +286,7 @@ class Scheduler:
         if self._preemptible(c):
             return True
         st = self.stacks[c]
-        if not st and self.migrated[c]:
+        if self._resumable(c):
             return True
         if st:
             p = st[-1].pending
@@ -283,9 +346,12 @@ class Scheduler:
         k.ctx = ctx
         if not first:
             p = ctx.pending
-            label = p.label if isinstance(p, Wait) else p
+            label = p.label if isinstance(p, (Wait, Migrate)) else p
             ctx.label = label
             self._record(ctx.cpu, ctx, label)
+            if isinstance(p, Migrate):
+                self._switch(ctx, p)
+                return
         value, ctx.send_value = ctx.send_value, None
         try:
             ctx.pending = ctx.gen.send(value) if not first else next(ctx.gen)
@@ -368,7 +434,7 @@ class Scheduler:
             ctx = Context("ipi", req.name, c, req.factory(), on_done=done, saved_irqs=saved)
             self._push(ctx)
             return
-        if not st and self.migrated[c]:
+        if self._resumable(c):
             self.stacks[c].append(self.migrated[c].popleft())  # resumes at its next step
             return
         if not st or self._preemptible(c):
@@ -384,7 +450,7 @@ class Scheduler:
             return
         ctx = st[-1]
         p = ctx.pending
-        label = p.label if isinstance(p, Wait) else p
+        label = p.label if isinstance(p, (Wait, Migrate)) else p
         if isinstance(label, str) and self._nmi_trigger(c, label):
             return  # the NMI runs first (for a spin: just before the spin completes)
         self._advance(ctx)

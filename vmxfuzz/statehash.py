@@ -48,6 +48,8 @@ SCHED_SKIP = frozenset(
         "schedule_pos",
         "nmis",
         "nmi_fired",
+        "preempts",
+        "preempt_fired",
         "interrupted",
         "nmi_handler",
         "path",  # the explorer's bookkeeping on its scheduler subclass
