@@ -59,9 +59,15 @@ class Bound:
     fault_sites: tuple[str, ...] = ()  # () = every site
     setup: int = 0  # the first ops run with no choices at all (a deterministic prefix)
     store_buffer: int = 2  # weak-memory programs: stores a CPU buffers before it stalls
+    # Instead of "up to N NMIs of these kinds anywhere": exactly these NMIs, each
+    # (cpu, function, kind), placed before any step of that function on that CPU; and
+    # these faults, each (site, kind), at any occurrence of the site.  Used to search
+    # the schedules of one program with the same injections (behaviour confirmation).
+    nmi_menu: tuple[tuple[int, str, str], ...] | None = None
+    fault_menu: tuple[tuple[str, str], ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "nmis": self.nmis,
             "nmi_kinds": list(self.nmi_kinds),
             "faults": self.faults,
@@ -69,6 +75,24 @@ class Bound:
             "setup_ops": self.setup,
             "store_buffer": self.store_buffer,
         }
+        if self.nmi_menu is not None:
+            out["nmi_menu"] = [list(m) for m in self.nmi_menu]
+        if self.fault_menu is not None:
+            out["fault_menu"] = [list(m) for m in self.fault_menu]
+        return out
+
+    @staticmethod
+    def menus(nmis: tuple[tuple[int, str, str], ...], faults: tuple[tuple[str, str], ...]) -> Bound:
+        """The bound of exactly these injections (see ``nmi_menu``), setup included."""
+        return Bound(
+            nmis=len(nmis),
+            nmi_kinds=tuple(sorted({k for _, _, k in nmis})),
+            faults=len(faults),
+            fault_sites=tuple(sorted({s for s, _ in faults})),
+            setup=0,
+            nmi_menu=tuple(sorted(nmis)),
+            fault_menu=tuple(sorted(faults)),
+        )
 
 
 class _Prune(Exception):
@@ -140,7 +164,26 @@ class _Path:
         self.faults: list[FaultSpec] = []
         self.nmis_left = ex.bound.nmis
         self.faults_left = ex.bound.faults
+        self.nmi_menu = list(ex.bound.nmi_menu or ())  # what is left of the menus
+        self.fault_menu = list(ex.bound.fault_menu or ())
         self.measure: int | None = None  # the point whose step footprint is wanted
+
+    def budget(self, results: list[str]) -> Any:
+        """What a state's future depends on besides the machine: the injections left
+        and, when the explorer observes results, the op results so far (history
+        otherwise, but two runs that reach one machine state with different results
+        end with different observable behaviour)."""
+        left: Any = (self.nmis_left, self.faults_left)
+        if self.ex.bound.nmi_menu is not None or self.ex.bound.fault_menu is not None:
+            left = (left, tuple(sorted(self.nmi_menu)), tuple(sorted(self.fault_menu)))
+        return (left, tuple(results)) if self.ex.observe else left
+
+    def nmi_kinds(self, c: int, label: str) -> list[str]:
+        """The NMI kinds that may hit CPU ``c`` before ``label``."""
+        if self.ex.bound.nmi_menu is None:
+            return list(self.ex.bound.nmi_kinds)
+        fn = label.split(":", 1)[0]
+        return sorted({k for cc, f, k in self.nmi_menu if cc == c and f == fn})
 
     @property
     def replaying(self) -> bool:
@@ -248,7 +291,7 @@ class ExploreScheduler(Scheduler):
                 label = self._nmi_able(c)
                 if label is not None:
                     labels[c] = label
-                    options += [("nmi", c, kind) for kind in path.ex.bound.nmi_kinds]
+                    options += [("nmi", c, kind) for kind in path.nmi_kinds(c, label)]
         if len(options) == 1:
             only: int | str = runnable[0] if runnable else commits[0]
             if recorded:
@@ -262,9 +305,8 @@ class ExploreScheduler(Scheduler):
                 ids = fingerprint_map(self._roots(), track=True)[1]
             choice = path.replay(options, ids)
         else:
-            fp, ids2 = fingerprint_map(
-                self._roots(), (path.nmis_left, path.faults_left), track=sleeping
-            )
+            budget = path.budget(self.run_ref.driver.results)
+            fp, ids2 = fingerprint_map(self._roots(), budget, track=sleeping)
             choice = path.fresh(options, fp, True, ids2 if sleeping else None)
         if sleeping and j >= len(path.prefix) - 1:
             path.measure = j
@@ -283,6 +325,8 @@ class ExploreScheduler(Scheduler):
             self.nmis.append(spec)
             path.nmis.append(spec)
             path.nmis_left -= 1
+            if path.ex.bound.nmi_menu is not None:
+                path.nmi_menu.remove((c, label.split(":", 1)[0], choice[2]))
         return int(c)
 
     def commit(self, action: str) -> None:
@@ -353,8 +397,13 @@ class ExploreFaults(FaultPlan):
         sites = path.ex.bound.fault_sites
         if path.faults_left <= 0 or (sites and site not in sites) or not self.sched._active():
             return None
+        kinds = list(SITES[site][0])
+        if path.ex.bound.fault_menu is not None:
+            kinds = [k for k in kinds if (site, k) in path.fault_menu]
+            if not kinds:
+                return None
         footprint.poison_everything()  # the step's outcome is a choice: no commuting
-        options: list[Decision] = [("fault", None)] + [("fault", k) for k in SITES[site][0]]
+        options: list[Decision] = [("fault", None)] + [("fault", k) for k in kinds]
         decided = path.replay(options) if path.replaying else path.fresh(options, None, False)
         kind = decided[1]
         if kind is None:
@@ -364,6 +413,8 @@ class ExploreFaults(FaultPlan):
         self.fired.append((spec, cpu))
         path.faults.append(spec)
         path.faults_left -= 1
+        if path.ex.bound.fault_menu is not None:
+            path.fault_menu.remove((site, str(kind)))
         return str(kind)
 
 
@@ -387,6 +438,10 @@ class Explorer:
     # Called with every run that finished (not cut by hashing or sleep sets): the
     # scenario and its result, e.g. to compare observable results with another variant.
     on_leaf: Callable[[Scenario, Result], None] | None = None
+    # Observe op results: they become part of a state (see ``_Path.budget``), so a
+    # state seen before is cut only if its results so far are the same too.
+    observe: bool = False
+    max_runs: int | None = None  # a count bound: explore() stops after this many runs
     stats: Stats = field(default_factory=Stats)
     started: float = field(default_factory=time.monotonic)
     visited: dict[bytes, frozenset[Decision]] = field(default_factory=dict)
@@ -460,6 +515,8 @@ class Explorer:
         stack.extend(self._nodes)
         while stack:
             if time.monotonic() > self.deadline:
+                return False
+            if self.max_runs is not None and self.stats.runs >= self.max_runs:
                 return False
             node = stack[-1]
             if not node.todo:
