@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "goldens"))
-from compute import HERE, cases, digest  # noqa: E402
+from compute import HERE, cases, digest
 
-from vmxfuzz.executor import run  # noqa: E402
+from vmxfuzz.executor import run
 
 GOLDEN = json.loads((HERE / "results.json").read_text())["results"]
 CASES = list(cases())

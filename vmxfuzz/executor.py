@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+from .choosers.base import Chooser
+from .choosers.replay import ReplayChooser
 from .kernel.crash import nmi_handler
 from .kernel.ops import L1_EXITS
 from .kernel.state import ERRNO_NAMES, Kernel
@@ -204,11 +206,20 @@ def start(
     functions: SimpleNamespace | None = None,
     sched_cls: type[Scheduler] = Scheduler,
     faults: FaultPlan | None = None,
+    chooser: Chooser | None = None,
+    keep_trace: bool = True,
 ) -> Run:
-    """Build the machine for ``scenario`` on ``variant`` and queue the first op group."""
+    """Build the machine for ``scenario`` on ``variant`` and queue the first op group.
+
+    ``chooser`` takes every decision of the run (default: replay the scenario's
+    schedule, NMIs and faults); ``keep_trace=False`` records no trace events."""
     f = functions if functions is not None else build(variant)
     oracle = Oracle()
+    if chooser is None:
+        chooser = ReplayChooser(scenario.schedule, scenario.nmis, scenario.faults)
     plan = faults if faults is not None else FaultPlan(tuple(scenario.faults))
+    if plan.chooser is None:
+        plan.chooser = chooser
     mem = WeakMemory(scenario.config.cpus) if scenario.config.weak_memory else None
     weakmem.ACTIVE = mem  # objects created from here on belong to this run's memory
     k = Kernel(scenario.config, f, plan, oracle)
@@ -216,7 +227,7 @@ def start(
     if mem is not None:
         mem.k = k
     oracle.bind(k)
-    sched = sched_cls(k, scenario.config.cpus, list(scenario.schedule), list(scenario.nmis))
+    sched = sched_cls(k, scenario.config.cpus, chooser=chooser, trace=keep_trace)
     sched.nmi_handler = nmi_handler(k)
     k.sched = sched
     driver = _Driver(k, sched, scenario.ops)
@@ -236,4 +247,5 @@ def run(
     ``functions`` replaces the variant's function namespace (tests build small
     variants this way: ``SimpleNamespace(**{**vars(build("patched")), "fn": new})``).
     """
-    return start(scenario, variant, functions=functions).finish(keep_trace=keep_trace)
+    r = start(scenario, variant, functions=functions, keep_trace=keep_trace)
+    return r.finish(keep_trace=keep_trace)

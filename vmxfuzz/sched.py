@@ -1,16 +1,20 @@
-"""Per-CPU contexts stepped under an explicit schedule.
+"""The stepping core: per-CPU contexts stepped, every choice asked of a chooser.
 
 Every model function is a generator; a flow yields a step label (``str``) *before*
-each observable action, or a :class:`Wait` when it spins.  The scheduler owns the only
-nondeterminism of a run, and takes every choice from the scenario:
+each observable action, or a :class:`Wait` when it spins.  This module is mechanism
+only; the run's nondeterminism is decided by one :class:`~vmxfuzz.choosers.base.Chooser`
+(replaying a scenario by default, :mod:`vmxfuzz.choosers.replay`):
 
-* which runnable CPU executes its next step (``schedule``, consumed only where more
-  than one CPU could step; afterwards the lowest runnable CPU steps);
-* NMIs "before the n-th execution of label L on CPU c" (benign or panic);
-* preemptions "at the n-th execution of preemption point L on CPU c, the task
-  resumes on CPU d" (:class:`PreemptSpec`; the model asks :meth:`Scheduler.preempt_target`
-  where the kernel reads ``need_resched()``, and switches with a :class:`Migrate` step);
-* fault outcomes (through the kernel's :class:`FaultPlan`, not here).
+* which runnable CPU executes its next step (asked only where more than one could);
+* whether an NMI arrives before a step (asked only before the labels it names);
+* whether a task is preempted at a preemption point, and where it resumes (the model
+  asks :meth:`Scheduler.preempt_target` where the kernel reads ``need_resched()``, and
+  switches with a :class:`Migrate` step);
+* fault outcomes (the kernel's :class:`FaultPlan` asks the same chooser);
+* in weak-memory mode, store-buffer commits and IPIs taken late.
+
+Most steps are not choice points: while one CPU alone can step, the core runs it in a
+tight loop (:meth:`Scheduler._run_alone`) and records trace events as tuples.
 
 Each CPU has a stack of contexts: a task, then IPI handlers (only while the CPU's
 IRQs are enabled) and NMI handlers (unless already in one: then it is latched) pushed
@@ -24,11 +28,14 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .machine.errors import MachineFault
 from .machine.memory import obj_name
 from .machine.weakmem import action_cpu
+
+if TYPE_CHECKING:
+    from .choosers.base import Chooser
 
 Flow = Generator[Any, Any, Any]
 FlowFactory = Callable[[], Flow]
@@ -128,7 +135,14 @@ class Task:
 
 
 class Scheduler:
-    """Runs all CPUs' flows, one step at a time, deterministically."""
+    """The stepping core: runs all CPUs' flows deterministically, one step at a time.
+
+    Mechanism only.  Every nondeterministic decision is asked of ``chooser`` (see
+    :mod:`vmxfuzz.choosers`); without one, the core replays ``schedule`` and ``nmis``
+    (:class:`~vmxfuzz.choosers.replay.ReplayChooser`).  Subclasses that override
+    ``_choose``/``step``/``_advance`` (the explorer's, until it plugs a chooser) keep
+    working: the core then asks at every step and never takes the fast path.
+    """
 
     def __init__(
         self,
@@ -138,7 +152,14 @@ class Scheduler:
         nmis: list[NmiSpec] | None = None,
         max_steps: int = 200_000,
         preempts: list[PreemptSpec] | None = None,
+        *,
+        chooser: Chooser | None = None,
+        trace: bool = True,
     ) -> None:
+        if chooser is None:
+            from .choosers.replay import ReplayChooser
+
+            chooser = ReplayChooser(schedule or (), nmis or (), preempts=preempts or ())
         self.k = k
         self.ncpus = ncpus
         self.stacks: list[list[Context]] = [[] for _ in range(ncpus)]
@@ -147,23 +168,55 @@ class Scheduler:
         self.tasks: list[deque[Task]] = [deque() for _ in range(ncpus)]
         # Task contexts migrated here from a CPU that went offline, waiting to resume.
         self.migrated: list[deque[Context]] = [deque() for _ in range(ncpus)]
-        self.schedule: list[int | str] = list(schedule or [])
-        self.schedule_pos = 0
-        self.nmis = list(nmis or [])
-        self.nmi_fired: set[int] = set()
-        self.preempts = list(preempts or [])
-        self.preempt_fired: set[int] = set()
+        self.chooser: Chooser = chooser
         self.counts: Counter[tuple[int, str]] = Counter()
-        self.trace: list[TraceEvent] = []
+        # Trace events as tuples (cpu, context, name, label, nth); see :attr:`trace`.
+        self.events: list[tuple[int, str, str, str, int]] = []
+        self.tracing = trace
         self.ended: str | None = None
         self.max_steps = max_steps
         self.steps = 0
         self.nmi_handler: Callable[[str], FlowFactory] | None = None
         # Per CPU, the step its code was at when the latest NMI arrived (crash sites).
         self.interrupted: dict[int, str] = {}
+        # Set by every service that can make another CPU runnable or end a context:
+        # the fast path (:meth:`_run_alone`) stops at it.
+        self.changed = False
+        chooser.attach(self)
+
+    # ---- the chooser's account, in scenario terms (read by explore and Result) ---------
+    @property
+    def nmis(self) -> list[NmiSpec]:
+        return self.chooser.nmis
+
+    @property
+    def nmi_fired(self) -> set[int]:
+        return self.chooser.nmi_fired
+
+    @property
+    def preempts(self) -> list[PreemptSpec]:
+        return self.chooser.preempts
+
+    @preempts.setter
+    def preempts(self, specs: list[PreemptSpec]) -> None:
+        self.chooser.preempts = list(specs)
+
+    @property
+    def preempt_fired(self) -> set[int]:
+        return self.chooser.preempt_fired
+
+    @property
+    def schedule(self) -> list[int | str]:
+        return list(getattr(self.chooser, "entries", ()))
+
+    @property
+    def trace(self) -> list[TraceEvent]:
+        """The recorded steps as :class:`TraceEvent` objects (built on demand)."""
+        return [TraceEvent(i, *e) for i, e in enumerate(self.events)]
 
     # ---- services for model code ----------------------------------------------------
     def submit(self, cpu: int, task: Task) -> None:
+        self.changed = True
         if task.preempt:
             self.tasks[cpu].appendleft(task)
         else:
@@ -181,10 +234,12 @@ class Scheduler:
 
     def send_ipi(self, target: int, name: str, factory: FlowFactory) -> IpiRequest:
         req = IpiRequest(target, name, factory, sender=self.k.cpu)
+        self.changed = True
         self.ipis[target].append(req)
         return req
 
     def send_nmi(self, target: int, name: str, factory: FlowFactory) -> None:
+        self.changed = True
         self.nmi_pending[target].append((name, factory))
 
     def migrate_tasks(self, dying: int, to: int) -> None:
@@ -194,6 +249,7 @@ class Scheduler:
         move; each resumes on ``to`` when that CPU is free, and code after the move
         sees ``smp_processor_id() == to``.
         """
+        self.changed = True
         st = self.stacks[dying]
         keep = st[-1:] if st else []
         for ctx in st[:-1]:
@@ -207,13 +263,7 @@ class Scheduler:
         (its current label): the CPU it is to resume on if the scenario preempts it
         here, else None.  Each spec fires once."""
         ctx = self.stacks[c][-1]
-        n = self.counts[(c, ctx.label)]
-        for i, spec in enumerate(self.preempts):
-            if i in self.preempt_fired or spec.cpu != c or spec.at != ctx.label or spec.nth != n:
-                continue
-            self.preempt_fired.add(i)
-            return spec.to
-        return None
+        return self.chooser.preempt(c, ctx.label, self.counts[(c, ctx.label)])
 
     def _switch(self, ctx: Context, m: Migrate) -> None:
         """The task leaves its CPU; the next one there starts with IRQs on (its
@@ -244,6 +294,7 @@ class Scheduler:
 
     def halt(self, cpu: int) -> None:
         """Halt forever: the stack is discarded and nothing on this CPU runs again."""
+        self.changed = True
         self.stacks[cpu] = []
         self.ipis[cpu].clear()
         self.nmi_pending[cpu].clear()
@@ -251,6 +302,7 @@ class Scheduler:
         self.k.hw.cpus[cpu].halted = True
 
     def end(self, reason: str) -> None:
+        self.changed = True
         if self.ended is None:
             self.ended = reason
 
@@ -294,18 +346,13 @@ class Scheduler:
         return bool(self.tasks[c])
 
     def _choose(self, runnable: list[int], commits: list[str]) -> int | str:
-        """The scenario's next schedule entry where there is a choice: a CPU to step
-        or, in weak-memory mode, a store-buffer commit (``"sbC"``/``"sbC.I"``) or a
-        step that leaves a deliverable IPI pending (``"lateC"``).  With the entries
-        used up (or naming nothing possible): buffered stores commit first, then the
-        lowest runnable CPU steps (taking a deliverable IPI first)."""
-        if len(runnable) + len(commits) > 1 and self.schedule_pos < len(self.schedule):
-            want = self.schedule[self.schedule_pos]
-            self.schedule_pos += 1
-            if want in runnable or want in commits:
-                return want
-        sb = [a for a in commits if a.startswith("sb")]
-        return sb[0] if sb else runnable[0]
+        """Ask the chooser where there is a choice: a CPU to step or, in weak-memory
+        mode, a store-buffer commit (``"sbC"``/``"sbC.I"``) or a step that leaves a
+        deliverable IPI pending (``"lateC"``).  With one option, that option (unless
+        the chooser wants to see every step)."""
+        if len(runnable) + len(commits) > 1 or self.chooser.every_step:
+            return self.chooser.schedule(runnable, commits)
+        return commits[0] if commits else runnable[0]
 
     def commit(self, action: str) -> None:
         """A buffered store becomes visible to the other CPUs (weak-memory mode); the
@@ -318,7 +365,8 @@ class Scheduler:
         self.counts[(c, label)] += 1
         n = self.counts[(c, label)]
         what = f"{obj_name(store.obj)}.{store.attr} = {obj_name(store.value)}"
-        self.trace.append(TraceEvent(len(self.trace), c, "mem", what, label, n))
+        if self.tracing:
+            self.events.append((c, "mem", what, label, n))
 
     def _fence(self, c: int) -> None:
         """A full barrier on CPU ``c`` (weak-memory mode): context switches and IPI
@@ -328,15 +376,18 @@ class Scheduler:
             mem.fence(c)
 
     def _push(self, ctx: Context) -> None:
+        self.changed = True
         if ctx.kind != "nmi":
             self._fence(ctx.cpu)
         self.stacks[ctx.cpu].append(ctx)
         self._advance(ctx, first=True)
 
     def _record(self, c: int, ctx: Context, label: str) -> int:
-        self.counts[(c, label)] += 1
-        n = self.counts[(c, label)]
-        self.trace.append(TraceEvent(len(self.trace), c, ctx.context_kind, ctx.name, label, n))
+        key = (c, label)
+        n = self.counts[key] + 1
+        self.counts[key] = n
+        if self.tracing:
+            self.events.append((c, "crash" if ctx.crash else ctx.kind, ctx.name, label, n))
         return n
 
     def _advance(self, ctx: Context, first: bool = False) -> None:
@@ -361,6 +412,7 @@ class Scheduler:
             self._oops(ctx, fault)
 
     def _finish(self, ctx: Context, value: Any) -> None:
+        self.changed = True
         if ctx.kind != "nmi":
             self._fence(ctx.cpu)
         st = self.stacks[ctx.cpu]
@@ -374,6 +426,7 @@ class Scheduler:
     def _oops(self, ctx: Context, fault: MachineFault) -> None:
         """``oops_end``: kill a task; panic in interrupt context; a crash path dies."""
         k = self.k
+        self.changed = True
         k.oracle.fault(k, ctx, fault)
         st = self.stacks[ctx.cpu]
         if ctx.crash:
@@ -456,13 +509,13 @@ class Scheduler:
         self._advance(ctx)
 
     def _nmi_trigger(self, c: int, label: str) -> bool:
+        """Ask the chooser whether NMIs arrive before CPU ``c``'s next ``label``; the
+        first one runs before the step (one raised inside an NMI handler is latched)."""
         n = self.counts[(c, label)] + 1
-        for i, spec in enumerate(self.nmis):
-            if i in self.nmi_fired or spec.cpu != c or spec.before != label or spec.nth != n:
-                continue
-            self.nmi_fired.add(i)
+        while (kind := self.chooser.nmi(c, label, n)) is not None:
             assert self.nmi_handler is not None
-            self.nmi_pending[c].append((f"NMI({spec.kind})", self.nmi_handler(spec.kind)))
+            self.changed = True
+            self.nmi_pending[c].append((f"NMI({kind})", self.nmi_handler(kind)))
             if not self.in_nmi(c):
                 return True  # delivered before the step; the step runs after it
         return False
@@ -470,6 +523,15 @@ class Scheduler:
     def run(self) -> str:
         """Step until the machine ends or nothing can run; returns how it ended."""
         k = self.k
+        cls = type(self)
+        fast = (
+            k.mem is None
+            and not self.chooser.every_step
+            and cls._choose is Scheduler._choose
+            and cls.step is Scheduler.step
+            and cls._advance is Scheduler._advance
+            and cls._record is Scheduler._record
+        )
         while self.ended is None:
             runnable = [c for c in range(self.ncpus) if self.can_step(c)]
             commits = k.mem.actions() + self.late_ipis() if k.mem is not None else []
@@ -506,7 +568,83 @@ class Scheduler:
                 self.step(choice)
             if self.idle() and self.ended is None:
                 k.oracle.quiescent(k)
+            elif fast and len(runnable) == 1 and isinstance(choice, int):
+                self._run_alone(choice)
         return self.ended or "idle"
+
+    def _run_alone(self, c: int) -> None:
+        """The fast path: step CPU ``c`` in a tight loop while it is the only CPU that
+        can step, until a step where a choice could matter.
+
+        Exactly what :meth:`run` would do step by step, without recomputing who is
+        runnable: every other CPU is halted, idle with nothing queued, or spinning
+        on a :class:`Wait` whose condition is re-checked before each step; anything
+        that could change that (an IPI, NMI or task sent, a context pushed, finished
+        or killed, a halt, the end) sets :attr:`changed` and ends the loop, as does
+        a pending that is not a plain step, a label the chooser may raise an NMI
+        before, and the step limit.  No schedule entry is consumed in between: there
+        was never more than one option.
+        """
+        st = self.stacks[c]
+        if self.ended is not None or not st or self.ipis[c] or self.nmi_pending[c]:
+            return
+        k = self.k
+        conds: list[Callable[[], bool]] = []
+        for d in range(self.ncpus):
+            if d == c or k.hw.cpus[d].halted:
+                continue
+            if self.ipis[d] or self.nmi_pending[d] or self.migrated[d] or self.tasks[d]:
+                return
+            sd = self.stacks[d]
+            if sd:
+                p = sd[-1].pending
+                if not isinstance(p, Wait):
+                    return
+                conds.append(p.cond)
+        watch = self.chooser.nmi_labels
+        more = self.chooser.preempt_labels
+        if watch is None or more is None:
+            return
+        if more:
+            watch = watch | more
+        ctx = st[-1]
+        gen = ctx.gen
+        counts = self.counts
+        events = self.events
+        tracing = self.tracing
+        limit = self.max_steps
+        self.changed = False
+        while True:
+            label = ctx.pending
+            if type(label) is not str or label in watch:
+                return
+            for cond in conds:
+                if cond():
+                    return
+            self.steps += 1
+            if self.steps > limit:
+                self.end("step limit")
+                return
+            c = ctx.cpu
+            k.cpu = c
+            k.ctx = ctx
+            ctx.label = label
+            if tracing:
+                key = (c, label)
+                n = counts[key] + 1
+                counts[key] = n
+                events.append((c, "crash" if ctx.crash else ctx.kind, ctx.name, label, n))
+            value, ctx.send_value = ctx.send_value, None
+            try:
+                ctx.pending = gen.send(value)
+            except StopIteration as stop:
+                self._finish(ctx, stop.value)
+            except MachineFault as fault:
+                self._oops(ctx, fault)
+            if self.changed:
+                if self.idle() and self.ended is None:
+                    k.oracle.quiescent(k)
+                return
 
     def _expire_timeout(self) -> bool:
         for c, st in enumerate(self.stacks):

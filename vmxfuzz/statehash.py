@@ -41,6 +41,10 @@ SKIP: dict[str, frozenset[str]] = {
 SCHED_SKIP = frozenset(
     {
         "trace",
+        "events",  # the trace, as tuples
+        "tracing",
+        "changed",  # the fast path's flag
+        "chooser",  # the decisions: the explorer owns them
         "counts",
         "steps",
         "max_steps",

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..choosers.base import Chooser
 
 # site -> (allowed kinds, description).  The scenario validator uses this table.
 SITES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -45,18 +49,30 @@ class FaultSpec:
 
 @dataclass
 class FaultPlan:
+    """The fallible sites' mechanism: counts occurrences, asks the run's chooser
+    (:meth:`vmxfuzz.choosers.base.Chooser.fault`) whether this one faults, and keeps
+    the account in scenario terms (``faults``: the specs, grown by choosers that
+    decide live; ``fired``: what fired, on which CPU).  Without a chooser the plan
+    replays its own ``faults``."""
+
     faults: tuple[FaultSpec, ...] = ()
     counts: Counter[tuple[str, int | None]] = field(default_factory=Counter)
     fired: list[tuple[FaultSpec, int]] = field(default_factory=list)
+    chooser: Chooser | None = None
 
     def check(self, site: str, cpu: int) -> str | None:
         """Count one occurrence of ``site`` on ``cpu``; return the injected kind."""
         self.counts[(site, None)] += 1
         self.counts[(site, cpu)] += 1
-        for f in self.faults:
-            if f.site != site or (f.cpu is not None and f.cpu != cpu):
-                continue
-            if self.counts[(site, f.cpu)] == f.nth:
-                self.fired.append((f, cpu))
-                return f.kind or SITES[site][0][0]
-        return None
+        chooser: Any = self.chooser
+        if chooser is None:
+            from ..choosers.replay import ReplayChooser
+
+            chooser = self.chooser = ReplayChooser(faults=self.faults)
+        spec = chooser.fault(site, cpu, self.counts)
+        if spec is None:
+            return None
+        if spec not in self.faults:
+            self.faults = (*self.faults, spec)
+        self.fired.append((spec, cpu))
+        return spec.kind or SITES[site][0][0]

@@ -1,0 +1,73 @@
+"""Replay a scenario's schedule, NMIs and faults: the semantics of every format.
+
+* ``schedule`` entries are consumed one per point where more than one option exists;
+  an entry naming nothing possible is consumed and the default applies (buffered
+  stores first, then the lowest runnable CPU); once used up, the default applies.
+* an NMI fires before the ``nth`` execution of its label on its CPU;
+* a preemption at the ``nth`` execution of its preemption point on its CPU;
+* a fault fires at the ``nth`` occurrence of its site (on its CPU when it names one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..machine.faults import FaultSpec
+from ..sched import NmiSpec, PreemptSpec
+from .base import Chooser, FaultCounts, default_choice
+
+
+class ReplayChooser(Chooser):
+    def __init__(
+        self,
+        schedule: Sequence[int | str] = (),
+        nmis: Sequence[NmiSpec] = (),
+        faults: Sequence[FaultSpec] = (),
+        preempts: Sequence[PreemptSpec] = (),
+    ) -> None:
+        super().__init__()
+        self.entries: list[int | str] = list(schedule)
+        self.pos = 0
+        self.nmis = list(nmis)
+        self.faults = tuple(faults)
+        self.preempts = list(preempts)
+
+    @property
+    def nmi_labels(self) -> frozenset[str] | None:
+        return frozenset(s.before for i, s in enumerate(self.nmis) if i not in self.nmi_fired)
+
+    @property
+    def preempt_labels(self) -> frozenset[str] | None:
+        return frozenset(s.at for i, s in enumerate(self.preempts) if i not in self.preempt_fired)
+
+    def schedule(self, runnable: list[int], actions: list[str]) -> int | str:
+        if self.pos < len(self.entries):
+            want = self.entries[self.pos]
+            self.pos += 1
+            if want in runnable or want in actions:
+                return want
+        return default_choice(runnable, actions)
+
+    def nmi(self, cpu: int, label: str, nth: int) -> str | None:
+        for i, spec in enumerate(self.nmis):
+            if i in self.nmi_fired or spec.cpu != cpu or spec.before != label or spec.nth != nth:
+                continue
+            self.nmi_fired.add(i)
+            return spec.kind
+        return None
+
+    def preempt(self, cpu: int, label: str, nth: int) -> int | None:
+        for i, spec in enumerate(self.preempts):
+            if i in self.preempt_fired or spec.cpu != cpu or spec.at != label or spec.nth != nth:
+                continue
+            self.preempt_fired.add(i)
+            return spec.to
+        return None
+
+    def fault(self, site: str, cpu: int, counts: FaultCounts) -> FaultSpec | None:
+        for f in self.faults:
+            if f.site != site or (f.cpu is not None and f.cpu != cpu):
+                continue
+            if counts[(site, f.cpu)] == f.nth:
+                return f
+        return None
