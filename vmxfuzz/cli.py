@@ -209,7 +209,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="weak memory: stores a CPU buffers before it stalls (default 2)",
     )
-    x.add_argument("--time", type=float, default=60.0, help="budget in seconds (default 60)")
+    x.add_argument(
+        "--time",
+        type=float,
+        default=None,
+        help="budget in seconds (default 60; none when only --max-runs is given)",
+    )
+    x.add_argument(
+        "--max-runs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="budget in runs (schedules tried): the same on any machine",
+    )
     x.add_argument("--out", default="explore-out", help="output directory")
     x.add_argument("--json", action="store_true", help="print explore.json to stdout")
     x.add_argument("--resume", action="store_true", help="continue an interrupted run")
@@ -355,8 +367,12 @@ def cmd_explore(args: argparse.Namespace) -> int:
             raise BadInput(f"--{opt}: must not be negative, not {getattr(args, opt)}")
     if not 1 <= args.cpus <= 4:
         raise BadInput(f"--cpus: 1 to 4, not {args.cpus}")
+    if args.time is None:
+        args.time = float("inf") if args.max_runs is not None else 60.0
     if args.time <= 0:
         raise BadInput(f"--time: must be positive, not {args.time}")
+    if args.max_runs is not None and args.max_runs < 1:
+        raise BadInput(f"--max-runs: must be at least 1, not {args.max_runs}")
     kinds = tuple(k for k in args.nmi_kinds.split(",") if k)
     bad = [k for k in kinds if k not in NMI_KINDS]
     if bad or not kinds:
@@ -407,6 +423,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         as_json=args.json,
         resume=args.resume,
         sleep_sets=args.sleep_sets,
+        max_runs=args.max_runs,
     )
 
 

@@ -435,6 +435,9 @@ class Explorer:
     deadline: float = float("inf")
     on_finding: Callable[[Finding], None] | None = None
     sleep_sets: bool = True
+    # A budget counted in runs (None: none); unlike the deadline, the same on any
+    # machine, so tests and reproducible measurements use it.
+    max_runs: int | None = None
     # Called with every run that finished (not cut by hashing or sleep sets): the
     # scenario and its result, e.g. to compare observable results with another variant.
     on_leaf: Callable[[Scenario, Result], None] | None = None
@@ -508,7 +511,8 @@ class Explorer:
         return path
 
     def explore(self) -> bool:
-        """Explore until done (True) or the deadline passes (False)."""
+        """Explore until done (True) or the deadline passes or ``max_runs`` runs are
+        spent (False)."""
         root = _Node([], [], [])
         stack: list[_Node] = []
         self._run(root, [], [])

@@ -170,6 +170,7 @@ def explore_cmd(
     as_json: bool,
     resume: bool = False,
     sleep_sets: bool = True,
+    max_runs: int | None = None,
 ) -> int:
     stop = {"flag": False}
 
@@ -180,7 +181,7 @@ def explore_cmd(
 
     old = signal.signal(signal.SIGTERM, on_term)
     try:
-        return _explore(source, variant, bound, budget, out, as_json, resume, sleep_sets)
+        return _explore(source, variant, bound, budget, out, as_json, resume, sleep_sets, max_runs)
     except KeyboardInterrupt:
         if stop["flag"]:  # only before the search started: nothing to report yet
             return EXIT_INCOMPLETE
@@ -198,6 +199,7 @@ def _explore(
     as_json: bool,
     resume: bool,
     sleep_sets: bool,
+    max_runs: int | None = None,
 ) -> int:
     pair = split_pair(variant)
     names = list(pair) if pair is not None else [variant]
@@ -212,6 +214,7 @@ def _explore(
     started = time.monotonic()
     deadline = started + budget
     base_seconds = rep.seconds
+    runs_before = rep.stats.runs  # --max-runs counts this invocation's runs
 
     def save() -> None:
         write_text_atomic(
@@ -238,6 +241,11 @@ def _explore(
                     deadline=deadline,
                     on_finding=record,
                     sleep_sets=sleep_sets,
+                    max_runs=(
+                        None
+                        if max_runs is None
+                        else max(0, max_runs - (rep.stats.runs - runs_before))
+                    ),
                 )
                 before = rep.stats
                 ex.tick = _Ticker(prog, c, rep, ex, before, name)

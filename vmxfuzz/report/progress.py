@@ -35,6 +35,10 @@ class Progress:
             )
             self.live.start()
 
+    def _budget(self) -> str:
+        """The time budget as shown (none when the run is bounded by a count)."""
+        return "no time limit" if self.budget == float("inf") else f"{self.budget:.0f}s"
+
     def _render(
         self,
         examples: int,
@@ -44,7 +48,7 @@ class Progress:
         t = Table.grid(padding=(0, 2))
         elapsed = time.monotonic() - self.started
         by_class = Counter(f["class"] for f in findings.values())
-        t.add_row("elapsed", f"{elapsed:6.1f}s / {self.budget:.0f}s")
+        t.add_row("elapsed", f"{elapsed:6.1f}s / {self._budget()}")
         t.add_row("executions", f"{examples:,}")
         for key, val in (extra or {}).items():
             t.add_row(key, val)
@@ -74,7 +78,7 @@ class Progress:
         classes = ", ".join(f"{k} {v}" for k, v in sorted(by_class.items())) or "none"
         more = "".join(f"  {key} {val}" for key, val in (extra or {}).items())
         sys.stderr.write(
-            f"[{now - self.started:6.1f}s/{self.budget:.0f}s] executions {examples}{more}"
+            f"[{now - self.started:6.1f}s/{self._budget()}] executions {examples}{more}"
             f"  findings {len(findings)} ({classes})\n"
         )
 
