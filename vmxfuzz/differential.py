@@ -55,6 +55,14 @@ def _first(r: Result, inv: str) -> str:
     return ""
 
 
+def _ops(r: Result, op_names: list[str] | None) -> str:
+    """A run's op results as a reader writes them: ``create_vm=0, run_vcpu=-EFAULT``."""
+    names = op_names or []
+    return ", ".join(
+        f"{names[i] if i < len(names) else f'op {i}'}={res}" for i, res in enumerate(r.op_results)
+    )
+
+
 def _injection_note(ref: Result, pat: Result, names: tuple[str, str]) -> str:
     """Say when an NMI or fault fired in one variant only (its point exists there only)."""
     notes = []
@@ -102,7 +110,7 @@ def classify(
                     rn,
                     _sites(ref, inv)[0],
                     f"{rn}: {_first(ref, inv)}; {pn}: no {inv} "
-                    f"(ops {pat.op_results}, ended: {pat.ended})",
+                    f"(ops: {_ops(pat, op_names)}; ended: {pat.ended})",
                 )
             )
         else:
@@ -113,7 +121,7 @@ def classify(
                     pn,
                     _sites(pat, inv)[0],
                     f"{pn}: {_first(pat, inv)}; {rn}: no {inv} "
-                    f"(ops {ref.op_results}, ended: {ref.ended})",
+                    f"(ops: {_ops(ref, op_names)}; ended: {ref.ended})",
                 )
             )
     if not out and ref.observable() != pat.observable():
