@@ -7,6 +7,7 @@ seconds on stderr, so CI logs stay readable and stdout stays machine-readable.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections import Counter
@@ -15,6 +16,8 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+
+from .table import table_lines
 
 
 class Progress:
@@ -97,23 +100,13 @@ class Progress:
 
 
 def summary_table(summary: dict[str, Any], out: str) -> None:
-    """The closing table: finding, class, invariant, variant, site, reproducer."""
+    """The closing table (finding, class, invariant, variant, site; the reproducer on a
+    line of its own), fitted to the terminal's width, 80 columns in a log."""
     findings = summary["findings"]
-    console = Console()
-    if console.is_terminal:
-        t = Table(
-            title=f"{len(findings)} finding(s), {summary['examples']:,} executions, "
-            f"{summary['elapsed_s']}s"
-        )
-        for col in ("#", "class", "invariant", "variant", "site", "reproducer"):
-            t.add_column(col, overflow="fold")
-        for i, f in enumerate(findings, 1):
-            t.add_row(str(i), f["class"], f["invariant"], f["variant"], f["site"], f["reproducer"])
-        console.print(t)
-    else:
-        for i, f in enumerate(findings, 1):
-            print(f"{i:3} {f['class']:10} {f['invariant']:24} {f['variant']:9} {f['site']}")
-            print(f"    reproducer: {f['reproducer']}")
+    width = shutil.get_terminal_size((80, 24)).columns
+    if findings:
+        for line in table_lines(findings, width):
+            print(line)
     print(
         f"{len(findings)} finding(s) in {summary['elapsed_s']}s, "
         f"{summary['examples']} executions; summary: {out}"
