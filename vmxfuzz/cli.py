@@ -16,6 +16,7 @@ from .differential import Finding, classify
 from .executor import Result, run
 from .report.terminal import finding_line, result_lines
 from .scenario import Scenario, ScenarioError, load
+from .variants import short_name
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -111,7 +112,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 for fnd in findings:
                     print(finding_line(fnd))
             else:
-                print(f"no divergence between {names[0]} and {names[1]}")
+                print(f"no divergence between {short_name(names[0])} and {short_name(names[1])}")
         print(f"   replay: vmxfuzz replay {path} --variant {args.variant}")
         if args.html:
             print(f"   timeline: {args.html}")
@@ -451,11 +452,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         results, fnd = replay_one(sc, names)
         page = f"{path.stem}.html"
         write_page(out / page, scenario_page(sc, str(path), results, fnd))
-        rows = [(f.cls, f.invariant or "-", f.variant, f.site) for f in fnd] or [
+        rows = [(f.cls, f.invariant or "-", short_name(f.variant), f.site) for f in fnd] or [
             (
                 "-",
                 ",".join(sorted(set().union(*(r.invariants for r in results)))) or "-",
-                ",".join(names),
+                ",".join(map(short_name, names)),
                 "-",
             )
         ]

@@ -14,6 +14,7 @@ from ..atomic import write_text_atomic
 from ..differential import Finding
 from ..executor import Result
 from ..scenario import Scenario
+from ..variants import short_name
 
 CSS = """
 body{font:13px/1.35 system-ui,sans-serif;margin:1.2em;color:#1b1b1b}
@@ -119,7 +120,7 @@ def _side(sc: Scenario, r: Result) -> str:
         for c, v in sorted(r.caches.items())
     )
     return (
-        f'<div class="side" data-variant="{_esc(r.variant)}"><h2>{_esc(r.variant)}</h2>'
+        f'<div class="side" data-variant="{_esc(r.variant)}"><h2>{_esc(short_name(r.variant))}</h2>'
         f"<div>ended: <b>{_esc(r.ended)}</b>; {r.steps} steps</div><div>ops: {ops}</div>"
         f"<ul>{viols}</ul><div><b>VMCS cache of each CPU at the end"
         f"{' (the kexec check)' if r.kexec_checked else ''}</b></div>"
@@ -132,7 +133,7 @@ def scenario_page(sc: Scenario, source: str, results: list[Result], findings: li
     title = sc.name or Path(source).stem
     fnd = "".join(
         f'<div class="finding {_esc(f.cls)}"><b>{_esc(f.cls)}</b> '
-        f"{_esc(f.invariant or 'observable results')} in {_esc(f.variant)} at "
+        f"{_esc(f.invariant or 'observable results')} in {_esc(short_name(f.variant))} at "
         f"<code>{_esc(f.site)}</code>: {_esc(f.explanation)}</div>"
         for f in findings
     )

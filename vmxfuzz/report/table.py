@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from ..variants import short_name
+
 NUM, CLS_MAX, INV_MAX, VAR_MAX, SITE_MIN = 3, 10, 23, 10, 16
 GAP = " "
 
@@ -47,6 +49,8 @@ def wrap_identifier(text: str, width: int) -> list[str]:
 
 def table_lines(findings: list[dict[str, Any]], width: int = 80) -> Iterable[str]:
     width = max(width, 60)
+    # Plug-ins by their file stem (``patched+fix``); summary.json keeps the paths.
+    findings = [{**f, "variant": short_name(str(f.get("variant", "")))} for f in findings]
 
     def col(name: str, cap: int) -> int:
         return min(cap, max([len(name)] + [len(str(f.get(name) or "-")) for f in findings]))

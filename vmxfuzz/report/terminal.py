@@ -12,6 +12,7 @@ from ..differential import Finding
 from ..executor import Result
 from ..oracle import Violation
 from ..scenario import Scenario
+from ..variants import short_name
 
 LANE = 6
 
@@ -42,7 +43,7 @@ def violation_line(v: Violation) -> str:
 
 def result_lines(scenario: Scenario, result: Result, trace: bool) -> Iterable[str]:
     ops = ", ".join(f"{op.op}={r}" for op, r in zip(scenario.ops, result.op_results, strict=False))
-    yield f"-- {result.variant}: ended: {result.ended}; {result.steps} steps"
+    yield f"-- {short_name(result.variant)}: ended: {result.ended}; {result.steps} steps"
     yield f"   ops: {ops}"
     if trace:
         yield from (f"  {line}" for line in trace_lines(result, scenario.config.cpus))
@@ -56,4 +57,4 @@ def result_lines(scenario: Scenario, result: Result, trace: bool) -> Iterable[st
 
 def finding_line(f: Finding) -> str:
     inv = f.invariant or "observable results"
-    return f"FINDING {f.cls}: {inv} in {f.variant} at {f.site}: {f.explanation}"
+    return f"FINDING {f.cls}: {inv} in {short_name(f.variant)} at {f.site}: {f.explanation}"
