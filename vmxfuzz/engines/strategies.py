@@ -14,17 +14,24 @@ Generation aims at the interesting places fast:
   hotplug ops on another CPU than their target) are the model's own code, so a
   scenario that asks for something the kernel refuses gets the kernel's errno, exactly
   as a real program would, and nothing needs filtering;
+* swarm testing: each example switches a random subset of the op kinds, NMI kinds
+  and fault sites off (:class:`Swarm`), so rare combinations are not diluted;
 * the schedule is drawn as runs (CPU, length), so one CPU can get far ahead of
-  another, into the middle of its flow, in a single draw;
+  another, into the middle of its flow, in a single draw, or comes from PCT
+  (:mod:`.pct`: random CPU priorities with change points) for the deep races; with
+  weak memory the runs carry store-buffer entries (``sbC``, ``sbC.I``, ``lateC``);
 * NMI and panic points are drawn from the steps the scenario actually executes: it is
   run once without NMIs and ``(cpu, label, nth)`` is sampled from the trace (for
   ``both``, from the steps both variants execute, so an NMI never fires in one variant
-  only), mostly from steps inside state-changing primitives taken with IRQs off (or in
-  IPI context) that this CPU has executed before: with IRQs off only an NMI can come in
-  between, so the schedule cannot reach those windows, and a step's second execution
-  is where the first one left state behind to lose;
+  only), mostly from the windows that recorded run shows (:mod:`.windows`: IRQs off,
+  between two actions of one function, right after a hardware state change), often
+  at a step this CPU has executed before;
 * the machine configuration keeps its defaults most of the time and sometimes has
-  quirks (CPUs offline at boot, VMX disabled by firmware, no EPT, ...).
+  quirks (CPUs offline at boot, VMX disabled by firmware, no EPT, ...) or weak memory.
+
+What each example is (which ops race, where NMIs and faults land) is counted with
+Hypothesis ``event()``: ``--hypothesis-show-statistics`` and the campaign summary's
+``shapes`` show it (:mod:`vmxfuzz.shapes`).
 
 Shrinking: every choice shrinks towards the simple case (the first name, the
 protocol's next step, no quirks, the earliest step, fewer ops), and the campaign's
@@ -33,18 +40,30 @@ delta debugging (``vmxfuzz.minimize``) makes every reported reproducer 1-minimal
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, replace
 from typing import Any
 
+from hypothesis import event as _hyp_event
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 
-from ..executor import run
 from ..kernel.state import Config
 from ..machine.faults import SITES, FaultSpec
 from ..scenario import NESTED_OPS, Op, Scenario
-from ..sched import NmiSpec, TraceEvent
+from ..sched import NmiSpec
+from .pct import Pct, pct_schedule
+from .windows import NmiTargets, nmi_points
+
+__all__ = ["NmiTargets", "nmi_points", "scenarios"]
+
+
+def event(text: str) -> None:
+    """Hypothesis ``event()``, ignored where a strategy is drawn outside a test."""
+    with suppress(InvalidArgument):
+        _hyp_event(text)
+
 
 BASIC = (
     "create_vcpu",
@@ -87,11 +106,13 @@ def _subset(cpus: Sequence[int]) -> st.SearchStrategy[tuple[int, ...]]:
 
 @st.composite
 def configs(draw: Any, max_cpus: int = 4, nested: bool | None = None) -> Config:
-    """Mostly the default machine; one time in eight a machine with quirks."""
+    """Mostly the default machine; one time in eight a machine with quirks, and one
+    time in eight (independently) weak memory."""
     cpus = draw(st.sampled_from([c for c in (2, 1, 3, 4) if c <= max_cpus]))
     use_nested = draw(st.booleans()) if nested is None else nested
+    weak = cpus > 1 and draw(st.integers(0, 7)) == 7
     if cpus < 2 or draw(st.integers(0, 7)) < 7:
-        return Config(cpus=cpus, nested=use_nested)
+        return Config(cpus=cpus, nested=use_nested, weak_memory=weak)
     every, aps = list(range(cpus)), list(range(1, cpus))
 
     def rare(s: st.SearchStrategy[Any], default: Any) -> Any:
@@ -108,7 +129,41 @@ def configs(draw: Any, max_cpus: int = 4, nested: bool | None = None) -> Config:
         cr4_mismatch=rare(_subset(aps), ()),
         vmx_caps_mismatch=rare(_subset(aps), ()),
         no_vmx=rare(_subset(every), ()),
+        weak_memory=weak,
     )
+
+
+@dataclass(frozen=True)
+class Swarm:
+    """Swarm testing (Groce et al., ISSTA 2012): the features one example may use.
+
+    Why: with every feature always on, each example is a thin mix of everything, and
+    a combination that needs two rare features together (an unload *and* a racing
+    vCPU creation, a fault *and* an NMI of one kind) is diluted by all the others.
+    Switching a random subset off per example concentrates the rest: some examples
+    are nothing but module loads, unloads and VM creations.  The features are the op
+    kinds (the nested protocol counts as one), the NMI kinds and the fault sites.
+    """
+
+    ops: frozenset[str]
+    nmi_kinds: tuple[str, ...]
+    fault_sites: tuple[str, ...]
+
+
+# The body's op kinds a swarm switches on and off ("nested" is L1's whole protocol).
+SWARM_OPS = tuple(sorted({*BASIC, *RARE, *TERMINAL}))
+NMI_KIND_SETS = (("panic", "panic", "benign"), ("panic",), ("benign",))
+
+
+@st.composite
+def swarms(draw: Any, nested: bool) -> Swarm:
+    """A random feature subset; shrinks towards everything enabled."""
+    kinds = SWARM_OPS + (("nested",) if nested else ())
+    on = frozenset(k for k in kinds if not draw(st.booleans())) or frozenset(kinds)
+    sites = tuple(s for s in sorted(SITES) if not draw(st.booleans()))
+    nmi_kinds = draw(st.sampled_from(NMI_KIND_SETS))
+    event(f"swarm: {len(on)}/{len(kinds)} op kinds, {len(sites)}/{len(SITES)} fault sites")
+    return Swarm(on, nmi_kinds, sites)
 
 
 class _Names:
@@ -132,9 +187,13 @@ class _Names:
         return draw(st.sampled_from(pool)) if pool else default
 
 
+ALL_OPS = Swarm(frozenset((*SWARM_OPS, "nested")), NMI_KIND_SETS[0], tuple(sorted(SITES)))
+
+
 @st.composite
-def ops(draw: Any, cpus: int, nested: bool) -> tuple[Op, ...]:
-    """A prefix that sets things up, a body, and usually a crash or a kexec."""
+def ops(draw: Any, cpus: int, nested: bool, swarm: Swarm = ALL_OPS) -> tuple[Op, ...]:
+    """A prefix that sets things up, a body, and usually a crash, kexec or reboot,
+    which one time in three races the op before it."""
     seq: list[Op] = []
     names = _Names()
     if draw(st.integers(0, 9)) > 0:
@@ -143,42 +202,63 @@ def ops(draw: Any, cpus: int, nested: bool) -> tuple[Op, ...]:
             seq.append(Op("create_vm", 0, vm=names.new(draw, names.vms, "vm")))
     # Category first, so the many nested and rare kinds do not dilute the vCPU ops
     # that set up the interesting states (several VMCSes loaded on one CPU).
-    categories = [BASIC, BASIC, BASIC, RARE] + ([tuple(NESTED_OPS)] if nested else [])
-    for _ in range(draw(st.integers(0, 8))):
-        kind = draw(st.sampled_from(draw(st.sampled_from(categories))))
-        cpu = draw(st.integers(0, cpus - 1))
-        parallel = bool(seq) and draw(st.integers(0, 4)) == 0
-        if kind == "create_vm":
-            seq.append(Op(kind, cpu, parallel, vm=names.new(draw, names.vms, "vm")))
-        elif kind == "destroy_vm":
-            seq.append(Op(kind, cpu, parallel, vm=names.used(draw, names.vms, "vm0")))
-        elif kind == "create_vcpu":
-            vm = names.used(draw, names.vms, "vm0")
-            vcpu = names.new(draw, names.vcpus, "v")
-            seq.append(Op(kind, cpu, parallel, vm=vm, vcpu=vcpu))
-        elif kind == "run_vcpu":
-            seq.append(Op(kind, cpu, parallel, vcpu=names.used(draw, names.vcpus, "v0")))
-        elif kind in NESTED_OPS:
-            vcpu = names.used(draw, names.vcpus, "v0")
-            state = names.l1.get(vcpu, "off")
-            if draw(st.integers(0, 3)) > 0:  # mostly what L1 would do next
-                kind = draw(st.sampled_from(L1_NEXT[state]))
-            names.l1[vcpu] = L1_AFTER.get((state, kind), state)
-            seq.append(Op(kind, cpu, parallel, vcpu=vcpu))
-        elif kind in ("cpu_offline", "cpu_online"):
-            if cpus < 2:
-                continue
-            target = draw(st.integers(1, cpus - 1))
-            seq.append(Op(kind, 0, parallel, target=target))
-        else:
-            seq.append(Op(kind, 0, parallel))
-    if draw(st.integers(0, 4)) > 0:
-        seq.append(Op(draw(st.sampled_from(TERMINAL)), draw(st.integers(0, cpus - 1))))
+    basic = tuple(k for k in BASIC if k in swarm.ops)
+    rare = tuple(k for k in RARE if k in swarm.ops)
+    nested_on = nested and "nested" in swarm.ops
+    categories = [c for c in (basic, basic, basic, rare) if c]
+    categories += [tuple(NESTED_OPS)] * (2 if nested_on else 0)
+    for _ in range(draw(st.integers(0, 8)) if categories else 0):
+        category = draw(st.sampled_from(categories))
+        # L1 issues instruction sequences: a nested draw is a burst of 1..3 exits.
+        # Only the burst's first exit may race the op before it: L1's own order holds.
+        for i in range(draw(st.integers(1, 3)) if category == tuple(NESTED_OPS) else 1):
+            kind = draw(st.sampled_from(category))
+            cpu = draw(st.integers(0, cpus - 1))
+            parallel = i == 0 and bool(seq) and draw(st.integers(0, 3)) == 0
+            seq += _op(draw, kind, cpu, parallel, cpus, names)
+    terminal = [k for k in TERMINAL if k in swarm.ops]
+    if terminal and draw(st.integers(0, 4)) > 0:
+        parallel = bool(seq) and draw(st.integers(0, 2)) == 0
+        seq.append(Op(draw(st.sampled_from(terminal)), draw(st.integers(0, cpus - 1)), parallel))
     return tuple(seq)
 
 
-def faults() -> st.SearchStrategy[tuple[FaultSpec, ...]]:
-    one = st.sampled_from(sorted(SITES)).flatmap(
+def _op(draw: Any, kind: str, cpu: int, parallel: bool, cpus: int, names: _Names) -> list[Op]:
+    """One op of ``kind``, naming what the program created so far (or none)."""
+    if kind == "create_vm":
+        return [Op(kind, cpu, parallel, vm=names.new(draw, names.vms, "vm"))]
+    if kind == "destroy_vm":
+        return [Op(kind, cpu, parallel, vm=names.used(draw, names.vms, "vm0"))]
+    if kind == "create_vcpu":
+        vm = names.used(draw, names.vms, "vm0")
+        vcpu = names.new(draw, names.vcpus, "v")
+        return [Op(kind, cpu, parallel, vm=vm, vcpu=vcpu)]
+    if (kind == "run_vcpu" or kind in NESTED_OPS) and not names.vcpus:
+        # Naming a vCPU that does not exist is an -ENOENT and nothing more: create one.
+        return _op(draw, "create_vcpu", cpu, parallel, cpus, names) + _op(
+            draw, kind, cpu, False, cpus, names
+        )
+    if kind == "run_vcpu":
+        return [Op(kind, cpu, parallel, vcpu=names.used(draw, names.vcpus, "v0"))]
+    if kind in NESTED_OPS:
+        vcpu = names.used(draw, names.vcpus, "v0")
+        state = names.l1.get(vcpu, "off")
+        if draw(st.integers(0, 3)) > 0:  # mostly what L1 would do next
+            kind = draw(st.sampled_from(L1_NEXT[state]))
+        names.l1[vcpu] = L1_AFTER.get((state, kind), state)
+        return [Op(kind, cpu, parallel, vcpu=vcpu)]
+    if kind in ("cpu_offline", "cpu_online"):
+        if cpus < 2:
+            return []
+        return [Op(kind, 0, parallel, target=draw(st.integers(1, cpus - 1)))]
+    return [Op(kind, 0, parallel)]
+
+
+def faults(sites: Sequence[str] = tuple(sorted(SITES))) -> st.SearchStrategy[tuple[FaultSpec, ...]]:
+    """Up to two injected faults at the swarm's sites (none if it has none)."""
+    if not sites:
+        return st.just(())
+    one = st.sampled_from(list(sites)).flatmap(
         lambda site: st.builds(
             FaultSpec,
             site=st.just(site),
@@ -187,123 +267,54 @@ def faults() -> st.SearchStrategy[tuple[FaultSpec, ...]]:
             kind=st.sampled_from(SITES[site][0]),
         )
     )
-    return st.lists(one, max_size=2).map(tuple)
+    # Half the examples inject nothing: most fault sites are in module init, and a
+    # failed init leaves nothing for the other ops to race with.
+    count = st.sampled_from((0, 0, 1, 2))
+    return count.flatmap(lambda n: st.lists(one, min_size=n, max_size=n)).map(tuple)
 
 
-def schedules(cpus: int) -> st.SearchStrategy[tuple[int, ...]]:
-    """Runs of (CPU, length): one draw lets a CPU get well ahead of the others."""
-    runs = st.lists(st.tuples(st.integers(0, cpus - 1), st.integers(1, 24)), max_size=5)
-    return runs.map(lambda rs: tuple(c for c, n in rs for _ in range(n)))
+def _weak_entries(cpus: int) -> list[str]:
+    """The store-buffer schedule entries of format v3 for a machine of ``cpus``."""
+    return [e for c in range(cpus) for e in (f"sb{c}", f"sb{c}.1", f"late{c}")]
 
 
-# Steps inside the primitives that change state another context can observe half-done:
-# the per-CPU list, the VMCS cache, CR4/PT, the crash bitmap.  An NMI between two of
-# their steps is where the interesting windows are.
-HOT_FUNCTIONS = frozenset(
-    {
-        "list_add",
-        "list_del",
-        "INIT_LIST_HEAD",
-        "vmcs_clear",
-        "vmcs_load",
-        "vmcs_read",
-        "vmcs_write",
-        "__loaded_vmcs_clear",
-        "loaded_vmcs_init",
-        "loaded_vmcs_clear",
-        "crash_enable_local_vmclear",
-        "crash_disable_local_vmclear",
-        "cr4_set_bits",
-        "cr4_clear_bits",
-        "kvm_cpu_vmxon",
-        "intel_pt_handle_vmx",
-        "smp_wmb",
-        "smp_rmb",
-        "vmx_vcpu_load_vmcs",
-        "alloc_loaded_vmcs",
-        "alloc_shadow_vmcs",
-        "__vmx_vcpu_run",
-        "vmx_vcpu_run",
-        "free_nested",
-        "kvm_cpu_vmxoff",
-        "ept_sync_global",
-    }
-)
-_IRQS_OFF = frozenset({"local_irq_disable:cli", "local_irq_save:cli"})
-_IRQS_ON = frozenset({"local_irq_enable:sti", "local_irq_restore:popf"})
+def schedules(cpus: int, weak: bool = False) -> st.SearchStrategy[tuple[int | str, ...]]:
+    """Runs of (CPU, length): one draw lets a CPU get well ahead of the others.  With
+    weak memory, a run may end with a store-buffer entry (a commit of the CPU's
+    oldest or second-oldest buffered store, or a step past a pending IPI)."""
+    run = st.tuples(st.integers(0, cpus - 1), st.integers(1, 24))
+    if not weak:
+        runs = st.lists(run, max_size=5)
+        return runs.map(lambda rs: tuple(c for c, n in rs for _ in range(n)))
+    entry = st.one_of(st.none(), st.sampled_from(_weak_entries(cpus)))
+    wruns = st.lists(st.tuples(run, entry), max_size=6)
 
-Point = tuple[int, str, int]
+    def flat(rs: list[tuple[tuple[int, int], str | None]]) -> tuple[int | str, ...]:
+        out: list[int | str] = []
+        for (c, n), e in rs:
+            out += [c] * n
+            if e is not None:
+                out.append(e)
+        return tuple(out)
+
+    return wruns.map(flat)
 
 
-def _points(trace: list[TraceEvent]) -> list[Point]:
-    return [(e.cpu, e.label, e.nth) for e in trace if e.context != "crash"]
+def pcts(cpus: int) -> st.SearchStrategy[Pct]:
+    """PCT parameters: a priority order of the CPUs and 0..2 change points (depth 1..3)
+    among the first few hundred choice points."""
+    return st.builds(
+        Pct,
+        priorities=st.permutations(range(cpus)).map(tuple),
+        changes=st.lists(st.integers(0, 300), max_size=2, unique=True).map(tuple),
+    )
 
 
-def nmi_points(base: Scenario, variants: tuple[str, ...]) -> list[Point]:
-    """The ``(cpu, label, nth)`` steps every requested variant executes, in order.
-
-    The atheris decoder indexes this list, so its order is part of the corpus format.
-    """
-    return NmiTargets.of(base, variants).all
-
-
-def _masked(trace: list[TraceEvent]) -> set[Point]:
-    """Steps taken with IRQs off or in IPI context: only an NMI can come in before them.
-
-    A step is masked when its CPU executed ``local_irq_disable``/``save`` and not yet
-    the matching enable/restore; "before the enable" still counts (the window is open
-    until the enable has run).
-    """
-    off: dict[int, bool] = defaultdict(bool)
-    out: set[Point] = set()
-    for e in trace:
-        if e.context == "crash":
-            continue
-        if off[e.cpu] or e.context == "ipi":
-            out.add((e.cpu, e.label, e.nth))
-        if e.label in _IRQS_OFF:
-            off[e.cpu] = True
-        elif e.label in _IRQS_ON:
-            off[e.cpu] = False
-    return out
-
-
-@dataclass(frozen=True)
-class NmiTargets:
-    """Where an NMI can go in one scenario: every step, and narrower pools of it."""
-
-    all: list[Point]
-    hot: list[Point]  # steps of the state-changing primitives
-    masked: list[Point]  # hot steps taken with IRQs off (or in an IPI)
-    repeat: list[Point]  # masked steps this CPU has executed before (nth >= 2)
-
-    @classmethod
-    def of(cls, base: Scenario, variants: tuple[str, ...]) -> NmiTargets:
-        traces = [run(base, v).trace for v in variants]
-        first = _points(traces[0])
-        common = set(first).intersection(*(set(_points(t)) for t in traces[1:]))
-        points = [p for p in first if p in common]
-        hot = [p for p in points if p[1].split(":", 1)[0] in HOT_FUNCTIONS]
-        in_masked = _masked(traces[0])
-        masked = [p for p in hot if p in in_masked]
-        return cls(points, hot, masked, [p for p in masked if p[2] >= 2])
-
-    def pool(self, name: str) -> list[Point]:
-        """The named pool, or the next wider one while it is empty."""
-        order = ("repeat", "masked", "hot", "all")
-        for n in order[order.index(name) :]:
-            if getattr(self, n):
-                return list(getattr(self, n))
-        return self.all
-
-
-# Pool weights.  Most NMIs go to a repeated masked step: the first time a CPU runs a
-# primitive it rarely has anything to lose, the second time the first one's state
-# (a VMCS on the list, CR4.VMXE set) is there to be lost; measured on generated
-# scenarios, that pool holds a seed-window step about 4x as often as the masked pool
-# and 10x as often as the hot one (docs/performance.md).  The wider pools keep every
-# step reachable.
-POOLS = ("all", "hot", "masked", "repeat", "repeat", "repeat")
+# Pool weights.  Most NMIs go to a window step (masked, interior of a function,
+# right after a hardware change: vmxfuzz.engines.windows), many to one this CPU has
+# executed before; ``all`` keeps every step reachable.
+POOLS = ("all", "window", "masked", "interior", "after_hw", "repeat", "repeat")
+SCHEDULE_MODES = ("runs", "pct")
 
 
 @st.composite
@@ -314,18 +325,27 @@ def scenarios(
     nested: bool | None = None,
 ) -> Scenario:
     config = draw(configs(max_cpus, nested))
-    body = draw(ops(config.cpus, config.nested))
-    schedule = draw(schedules(config.cpus))
-    injected = draw(faults())
-    base = Scenario(body, config, schedule, (), injected)
+    swarm = draw(swarms(config.nested))
+    body = draw(ops(config.cpus, config.nested, swarm))
+    injected = draw(faults(swarm.fault_sites))
+    base = Scenario(body, config, (), (), injected)
+    mode = draw(st.sampled_from(SCHEDULE_MODES))
+    event(f"schedule: {mode}{' + weak memory' if config.weak_memory else ''}")
+    if mode == "pct":
+        pct = draw(pcts(config.cpus))
+        event(f"schedule: pct depth {pct.depth}")
+        schedule = pct_schedule(base, variants[0], pct)
+    else:
+        schedule = draw(schedules(config.cpus, config.weak_memory))
+    base = replace(base, schedule=schedule)
     count = draw(st.sampled_from((1, 2, 0)))
     if not count:
         return base  # no pre-run needed
     targets = NmiTargets.of(base, variants)
     nmis: list[NmiSpec] = []
     for _ in range(count if targets.all else 0):
-        pool = targets.pool(draw(st.sampled_from(POOLS)))
-        cpu, label, nth = draw(st.sampled_from(pool))
-        kind = draw(st.sampled_from(("panic", "panic", "benign")))
+        pool_name = draw(st.sampled_from(POOLS))
+        cpu, label, nth = draw(st.sampled_from(targets.pool(pool_name)))
+        kind = draw(st.sampled_from(swarm.nmi_kinds))
         nmis.append(NmiSpec(cpu, label, nth, kind))
-    return Scenario(body, config, schedule, tuple(nmis), injected)
+    return replace(base, nmis=tuple(nmis))

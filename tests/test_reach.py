@@ -1,0 +1,174 @@
+"""Reach: what the generators produce (swarm, PCT, windows, weak memory) and what the
+coverage map and shape statistics report.  Counts examples, never time."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+
+from vmxfuzz.campaign import judge
+from vmxfuzz.coverage import Stats, concurrent_pairs, observing, unfinished
+from vmxfuzz.engines.pct import Pct, pct_schedule
+from vmxfuzz.engines.strategies import scenarios, swarms
+from vmxfuzz.engines.windows import NmiTargets, recorded_run, windows
+from vmxfuzz.executor import run, start
+from vmxfuzz.scenario import Scenario, load
+
+ROOT = Path(__file__).resolve().parent.parent
+REG = ROOT / "tests" / "regressions"
+
+
+def _shape_counts(n: int, seed_value: int = 1) -> Counter[str]:
+    stats = Stats()
+
+    @settings(
+        max_examples=n,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @seed(seed_value)
+    @given(scenarios())
+    def probe(sc: Scenario) -> None:
+        with observing() as seen:
+            judge(sc, "both")
+        stats.add(seen.runs)
+
+    probe()
+    assert stats.examples == n
+    return stats.shapes
+
+
+def test_generation_reaches_every_concurrency_shape_family() -> None:
+    """Over a few hundred examples: module ops racing userspace ops, stops racing vCPU
+    and nested ops, NMIs and faults inside module init, nested entries with shadowing."""
+    shapes = _shape_counts(300)
+    families = {
+        "module op racing a userspace op": lambda s: (
+            s.startswith("race: ")
+            and ("module_" in s)
+            and any(u in s for u in ("create_vm", "create_vcpu", "run_vcpu", "destroy_vm"))
+        ),
+        "stop racing a vCPU or nested op": lambda s: (
+            s.startswith("race: ")
+            and any(t in s for t in ("reboot", "kexec", "suspend", "cpu_offline", "cpu_online"))
+            and any(u in s for u in ("run_vcpu", "create_vcpu", "l1_", "l2_exit"))
+        ),
+        "NMI in module init": lambda s: s.startswith("nmi: ") and "module_load" in s,
+        "benign NMI": lambda s: s.startswith("nmi: benign"),
+        "fault in module init": lambda s: s.startswith("fault: ") and "module_load" in s,
+        "nested with shadowing": lambda s: s == "nested: L2 entered, shadowing on",
+    }
+    missing = [name for name, pred in families.items() if not any(pred(s) for s in shapes)]
+    assert not missing, (missing, sorted(shapes))
+
+
+@given(swarms(nested=True))
+def test_a_swarm_never_disables_everything(sw: object) -> None:
+    assert sw.ops  # type: ignore[attr-defined]
+    assert sw.nmi_kinds  # type: ignore[attr-defined]
+
+
+@settings(max_examples=15)
+@given(
+    st.sampled_from(sorted(REG.glob("*.json"))),
+    st.permutations(range(4)),
+    st.lists(st.integers(0, 60), max_size=2, unique=True),
+)
+def test_a_pct_schedule_replays_the_run_it_recorded(
+    path: Path, prio: list[int], ch: list[int]
+) -> None:
+    sc = replace(load(path), nmis=())
+    pct = Pct(tuple(prio[: sc.config.cpus]), tuple(ch))
+    schedule = pct_schedule(sc, "reference", pct)
+    r = start(replace(sc, schedule=()), "reference")
+    again = run(replace(sc, schedule=schedule), "reference")
+    assert all(isinstance(e, int | str) for e in schedule)
+    # the replay is deterministic and a PCT run with no schedule is the default run
+    assert run(replace(sc, schedule=schedule), "reference").trace == again.trace
+    if not schedule:
+        assert again.trace == r.finish().trace
+
+
+def test_pct_demotes_the_running_cpu_at_a_change_point() -> None:
+    sc = replace(load(REG / "F12-reboot-ipi-between-vmptrld-and-set-cpu.json"), schedule=())
+    hi0 = pct_schedule(sc, "reference", Pct((1, 0)))
+    hi1 = pct_schedule(sc, "reference", Pct((0, 1)))
+    assert hi0 != hi1  # priorities decide who runs first
+    changed = pct_schedule(sc, "reference", Pct((0, 1), (2,)))
+    assert changed[:2] == hi1[:2] and changed != hi1
+
+
+def test_windows_are_derived_from_the_recorded_run() -> None:
+    sc = replace(load(REG / "F01-crash-nmi-in-list-add-skips-vmclear.json"), nmis=())
+    trace, marks = recorded_run(sc, "reference")
+    w = windows(trace, marks)
+    labels = [(e.cpu, e.label, e.nth) for e in trace]
+    # IRQs off: everything between a cli and the matching sti on that CPU
+    cli = next(i for i, p in enumerate(labels) if p[1] == "local_irq_disable:cli")
+    sti = next(i for i, p in enumerate(labels) if i > cli and p[1] == "local_irq_enable:sti")
+    same_cpu = [i for i in range(cli + 1, sti + 1) if trace[i].cpu == trace[cli].cpu]
+    assert all(labels[i] in w.masked for i in same_cpu)
+    # interior: the second step of one list_add invocation
+    first = next(i for i, p in enumerate(labels) if p[1].startswith("list_add:"))
+    assert labels[first] not in w.interior and labels[first + 1] in w.interior
+    # after a hardware change: the step after VMXON
+    vmxon = next(i for i, p in enumerate(labels) if p[1] == "kvm_cpu_vmxon:vmxon")
+    nxt = next(i for i in range(vmxon + 1, len(trace)) if trace[i].cpu == trace[vmxon].cpu)
+    assert labels[nxt] in w.after_hw
+    targets = NmiTargets.of(sc, ("reference", "patched"))
+    assert set(targets.repeat) <= set(targets.window) <= set(targets.all)
+
+
+@settings(max_examples=25)
+@given(scenarios(max_cpus=3))
+def test_weak_memory_examples_use_store_buffer_entries_and_replay(sc: Scenario) -> None:
+    if any(isinstance(e, str) for e in sc.schedule):
+        assert sc.config.weak_memory and sc.version == 3
+    assert run(sc, "reference").trace == run(sc, "reference").trace
+
+
+def test_weak_memory_is_drawn() -> None:
+    found = []
+
+    @settings(max_examples=500, database=None, phases=[Phase.generate])
+    @seed(3)
+    @given(scenarios())
+    def probe(sc: Scenario) -> None:
+        if any(isinstance(e, str) for e in sc.schedule):
+            found.append(sc)
+
+    probe()
+    assert found
+
+
+def test_concurrent_ops_include_a_flow_the_machine_stopped_under() -> None:
+    sc = load(REG / "F12-reboot-ipi-between-vmptrld-and-set-cpu.json")
+    with observing() as seen:
+        judge(sc, "both")
+    (r, res), _ = seen.runs
+    assert ("reboot", "run_vcpu") in concurrent_pairs(res.trace, unfinished(r, res))
+    assert res.trace  # the observer sees the trace although judge drops it
+
+
+def test_coverage_map_reports_reached_and_unreached() -> None:
+    stats = Stats()
+    for path in sorted(REG.glob("F0[1-3]*.json")):
+        with observing() as seen:
+            judge(load(path), "both")
+        stats.add(seen.runs)
+    doc = stats.coverage.to_json()
+    ref = doc["variants"]["reference"]
+    assert 0 < ref["labels_reached"] < ref["labels_total"]
+    assert ref["unreached_labels"] and "list_add:publish" not in ref["unreached_labels"]
+    assert "vmxon" in ref["fault_sites"] and "vmxon" not in ref["unreached_fault_sites"]
+    assert any("(panic)" in s for s in ref["nmi_sites"])
+    # a repeated example adds nothing new
+    with observing() as seen:
+        judge(load(REG / "F01-crash-nmi-in-list-add-skips-vmclear.json"), "both")
+    assert stats.coverage.add(seen.runs) == 0

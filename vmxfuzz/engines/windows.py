@@ -1,0 +1,176 @@
+"""Where an NMI can go in one scenario: every step both variants execute, and the
+windows among them, derived from a first run of the scenario.
+
+Why from a recorded run and not from a list of functions: a window is a property of
+what the code did, so it is found the same way in a plug-in or a mutant the list
+would not know.  Three kinds, each named after what makes a half-done state
+observable only to an NMI (or another CPU):
+
+* **masked**: steps taken with IRQs off (between ``local_irq_disable``/``save`` and
+  the matching enable/restore) or in IPI context -- no schedule can put an IPI or a
+  task switch there, only an NMI comes in;
+* **interior**: a step whose CPU's previous step was in the same function, i.e.
+  between two observable actions (stores, instructions) of one function invocation
+  -- a paired store half done;
+* **after-hw**: the first steps after an action that changed the CPU's architectural
+  state (CR4.VMXE, VMX operation, the current-VMCS pointer, the VMCS cache, PT) --
+  between a hardware state change and the software's record of it.
+
+``repeat`` is the window steps this CPU has executed before (``nth >= 2``): the first
+time a CPU runs a path it rarely has anything to lose, the second time the first
+one's state is there.  The pools only weight the choice; ``all`` keeps every step
+reachable.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..executor import start
+from ..machine.hw import Cpu
+from ..scenario import Scenario
+from ..sched import Scheduler, TraceEvent
+
+Point = tuple[int, str, int]
+
+_IRQS_OFF = frozenset({"local_irq_disable:cli", "local_irq_save:cli"})
+_IRQS_ON = frozenset({"local_irq_enable:sti", "local_irq_restore:popf"})
+AFTER_HW_STEPS = 3  # how many steps after a hardware change count as its window
+
+
+def _hw_state(cpu: Cpu) -> tuple[Any, ...]:
+    """The architectural state a VMX-layer step can change on its own CPU."""
+    return (
+        cpu.cr4_vmxe,
+        cpu.vmx_root,
+        id(cpu.current_vmcs),
+        tuple(sorted((id(v), s) for v, s in cpu.cache.items())),
+        cpu.pt_vmx_off,
+    )
+
+
+class RecordingScheduler(Scheduler):
+    """The ordinary scheduler, noting per step whether the previous action of the
+    stepping CPU changed that CPU's hardware state (trace index -> bool)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hw_changed: dict[int, bool] = {}
+        self._last_hw: dict[int, tuple[Any, ...]] = {}
+
+    def _record(self, c: int, ctx: Any, label: str) -> int:
+        n = super()._record(c, ctx, label)
+        now = _hw_state(self.k.hw.cpus[c])
+        before = self._last_hw.get(c)
+        self.hw_changed[len(self.trace) - 1] = before is not None and before != now
+        self._last_hw[c] = now
+        return n
+
+
+def recorded_run(base: Scenario, variant: str) -> tuple[list[TraceEvent], dict[int, bool]]:
+    """Run ``base`` once and return its trace with the hardware-change marks."""
+    r = start(base, variant, sched_cls=RecordingScheduler)
+    result = r.finish()
+    sched = r.sched
+    assert isinstance(sched, RecordingScheduler)
+    return result.trace, sched.hw_changed
+
+
+def _fn(label: str) -> str:
+    return label.split(":", 1)[0]
+
+
+@dataclass
+class _Windows:
+    masked: set[Point] = field(default_factory=set)
+    interior: set[Point] = field(default_factory=set)
+    after_hw: set[Point] = field(default_factory=set)
+
+
+def windows(trace: list[TraceEvent], hw_changed: dict[int, bool]) -> _Windows:
+    """Classify the steps of one recorded run (see the module docstring)."""
+    out = _Windows()
+    off: dict[int, bool] = defaultdict(bool)
+    prev: dict[int, tuple[str, str]] = {}  # cpu -> (context name, function) of its last step
+    hw_left: dict[int, int] = defaultdict(int)
+    for i, e in enumerate(trace):
+        if e.context in ("crash", "mem"):
+            continue
+        p = (e.cpu, e.label, e.nth)
+        if off[e.cpu] or e.context == "ipi":
+            out.masked.add(p)
+        if e.label in _IRQS_OFF:
+            off[e.cpu] = True
+        elif e.label in _IRQS_ON:
+            off[e.cpu] = False
+        where = (e.name, _fn(e.label))
+        if prev.get(e.cpu) == where:
+            out.interior.add(p)
+        prev[e.cpu] = where
+        if hw_changed.get(i):
+            hw_left[e.cpu] = AFTER_HW_STEPS
+        if hw_left[e.cpu] > 0:
+            out.after_hw.add(p)
+            hw_left[e.cpu] -= 1
+    return out
+
+
+def _points(trace: list[TraceEvent]) -> list[Point]:
+    return [(e.cpu, e.label, e.nth) for e in trace if e.context not in ("crash", "mem")]
+
+
+POOL_ORDER = ("repeat", "window", "all")
+
+
+@dataclass(frozen=True)
+class NmiTargets:
+    """Where an NMI can go in one scenario: every common step, and its windows."""
+
+    all: list[Point]
+    masked: list[Point]
+    interior: list[Point]
+    after_hw: list[Point]
+    window: list[Point]  # the union of the three kinds
+    repeat: list[Point]  # window steps this CPU executed before (nth >= 2)
+    contexts: dict[Point, str]  # point -> "context:name" of the first variant's run
+
+    @classmethod
+    def of(cls, base: Scenario, variants: tuple[str, ...]) -> NmiTargets:
+        runs = [recorded_run(base, v) for v in variants]
+        first = _points(runs[0][0])
+        common = set(first).intersection(*(set(_points(t)) for t, _ in runs[1:]))
+        points = [p for p in first if p in common]
+        w = windows(*runs[0])
+        for t, marks in runs[1:]:  # a window in either variant is a window
+            other = windows(t, marks)
+            w.masked |= other.masked
+            w.interior |= other.interior
+            w.after_hw |= other.after_hw
+        masked = [p for p in points if p in w.masked]
+        interior = [p for p in points if p in w.interior]
+        after_hw = [p for p in points if p in w.after_hw]
+        union = w.masked | w.interior | w.after_hw
+        window = [p for p in points if p in union]
+        strong = w.masked | w.after_hw
+        repeat = [p for p in window if p[2] >= 2 and p in strong]
+        contexts = {
+            (e.cpu, e.label, e.nth): f"{e.context}:{e.name}"
+            for e in runs[0][0]
+            if e.context not in ("crash", "mem")
+        }
+        return cls(points, masked, interior, after_hw, window, repeat, contexts)
+
+    def pool(self, name: str) -> list[Point]:
+        """The named pool, or ``all`` while it is empty."""
+        chosen: list[Point] = getattr(self, name)
+        return list(chosen) if chosen else list(self.all)
+
+
+def nmi_points(base: Scenario, variants: tuple[str, ...]) -> list[Point]:
+    """The ``(cpu, label, nth)`` steps every requested variant executes, in order.
+
+    The atheris decoder indexes this list, so its order is part of the corpus format.
+    """
+    return NmiTargets.of(base, variants).all
