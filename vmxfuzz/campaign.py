@@ -18,6 +18,7 @@ from typing import Any
 
 from .atomic import write_text_atomic
 from .confirm import DEFAULT_MAX_RUNS, confirm_behaviour
+from .coverage import Stats
 from .differential import classify
 from .executor import run
 from .minimize import minimize
@@ -81,6 +82,7 @@ class Campaign:
     confirm_runs: int = DEFAULT_MAX_RUNS
     confirm_seconds: float = 0.0
     confirm_checks: int = 0
+    stats: Stats = field(default_factory=Stats)  # shapes and coverage (vmxfuzz.coverage)
 
     def __post_init__(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -186,6 +188,8 @@ class Campaign:
                 "seconds": round(self.confirm_seconds, 3),
                 "max_runs": self.confirm_runs,
             },
+            "shapes": self.stats.shapes_json(),
+            "coverage": self.stats.coverage.to_json(),
         }
 
     def write_summary(self) -> None:

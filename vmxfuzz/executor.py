@@ -9,6 +9,7 @@ and between groups comes from the scenario's schedule.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -153,6 +154,11 @@ class _Driver:
             self.start_next()
 
 
+# Called with every finished run (trace included, even where the caller drops it):
+# how campaigns see what their runs covered without a second execution.
+OBSERVERS: list[Callable[[Run, Result], None]] = []
+
+
 @dataclass
 class Run:
     """One run being set up or stepped: the machine, its scheduler and the op driver.
@@ -178,12 +184,12 @@ class Run:
             release(self)
         results = ["interrupted" if r == "running" else r for r in self.driver.results]
         k, sched, faults = self.k, self.sched, self.faults
-        return Result(
+        result = Result(
             variant=self.variant,
             violations=list(self.oracle.violations),
             op_results=results,
             ended=ended,
-            trace=sched.trace if keep_trace else [],
+            trace=sched.trace,
             warnings=k.warnings,
             steps=sched.steps,
             kexec_checked=self.oracle.kexec_checked,
@@ -191,6 +197,11 @@ class Run:
             faults_fired=sorted({faults.faults.index(spec) for spec, _ in faults.fired}),
             caches={c.id: [v.describe() for v in c.cache] for c in k.hw.cpus},
         )
+        for observe in OBSERVERS:  # coverage and shape statistics (vmxfuzz.coverage)
+            observe(self, result)
+        if not keep_trace:
+            result.trace = []
+        return result
 
 
 def release(r: Run) -> None:
@@ -229,6 +240,7 @@ def start(
     oracle.bind(k)
     sched = sched_cls(k, scenario.config.cpus, chooser=chooser, trace=keep_trace)
     sched.nmi_handler = nmi_handler(k)
+    plan.clock = lambda: len(sched.trace)
     k.sched = sched
     driver = _Driver(k, sched, scenario.ops)
     driver.start_next()

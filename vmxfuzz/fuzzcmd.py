@@ -22,6 +22,7 @@ from typing import Any
 
 from .atomic import write_text_atomic
 from .campaign import Campaign, Hit, Key, judge
+from .coverage import Stats
 from .differential import run_both
 from .report.progress import Progress, summary_table
 from .scenario import Scenario, ScenarioError, from_json, load
@@ -47,6 +48,7 @@ def _worker(args: tuple[int, str, float, str, Any, list[Key], bool | None]) -> N
         if n % 25 == 0:
             out_q.put(("tick", seed_value, n))
 
+    stats = Stats()
     n = hunt(
         new_hits,
         on_found,
@@ -56,7 +58,9 @@ def _worker(args: tuple[int, str, float, str, Any, list[Key], bool | None]) -> N
         database=Path(db),
         tick=tick,
         nested=nested,
+        stats=stats,
     )
+    out_q.put(("stats", stats.shapes_json(), stats.coverage.to_json()))
     out_q.put(("done", seed_value, n))
 
 
@@ -82,6 +86,16 @@ def _atheris_execs(out: Path) -> int:
         except (OSError, ValueError, KeyError):
             continue
     return total
+
+
+def _atheris_stats(c: Campaign) -> None:
+    """Fold the harness processes' shape counts and coverage into the campaign."""
+    for p in (c.out / ".stats").glob("*.json"):
+        try:
+            doc = json.loads(p.read_text())
+            c.stats.merge(doc.get("shapes", {}), doc.get("coverage", {}))
+        except (OSError, ValueError, AttributeError):
+            continue
 
 
 def fuzz_atheris(
@@ -125,6 +139,7 @@ def fuzz_atheris(
                 proc.wait()
     merge_pending(c)
     c.examples = _atheris_execs(out)
+    _atheris_stats(c)
 
 
 def fuzz(
@@ -178,6 +193,7 @@ def fuzz(
             database=db,
             tick=tick,
             nested=nested,
+            stats=c.stats,
         )
     else:
         ctx = mp.get_context("spawn")
@@ -206,6 +222,8 @@ def fuzz(
                 c.record(hit, from_json(data))
             elif msg[0] == "tick":
                 counts[msg[1]] = msg[2]
+            elif msg[0] == "stats":
+                c.stats.merge(msg[1], msg[2])
             else:
                 counts[msg[1]] = msg[2]
                 done += 1

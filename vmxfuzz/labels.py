@@ -26,6 +26,18 @@ _HOOKS = (
 )
 
 
+def labels_in_source(src: str) -> set[str]:
+    """The step labels a piece of model source yields."""
+    out: set[str] = set()
+    for m in _LABEL.finditer(src):
+        label = m.group(1)
+        if "{hook}" in label:
+            out.update(label.replace("{hook}", h) for h in _HOOKS)
+        elif "{" not in label:
+            out.add(label)
+    return out
+
+
 @cache
 def known_labels() -> frozenset[str]:
     mods = list(SHARED_MODULES)
@@ -33,11 +45,5 @@ def known_labels() -> frozenset[str]:
         mods += [f"{pkg}.{m}" for m in VERSION_MODULES]
     out: set[str] = set()
     for name in mods:
-        src = inspect.getsource(importlib.import_module(name))
-        for m in _LABEL.finditer(src):
-            label = m.group(1)
-            if "{hook}" in label:
-                out.update(label.replace("{hook}", h) for h in _HOOKS)
-            elif "{" not in label:
-                out.add(label)
+        out |= labels_in_source(inspect.getsource(importlib.import_module(name)))
     return frozenset(out)

@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
+from hypothesis import HealthCheck, Phase, Verbosity, event, given, seed, settings, target
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import HypothesisException
 
 from ..campaign import Hit, Key
+from ..coverage import Stats, observing
 from ..scenario import Scenario
 from ..variants import split_pair
 from .strategies import scenarios
@@ -66,13 +67,19 @@ def hunt(
     tick: Callable[[int], None] | None = None,
     nested: bool | None = None,
     shrink: bool = False,
+    stats: Stats | None = None,
 ) -> int:
     """Search until ``budget_s`` elapses; returns the number of examples run.
 
     ``shrink`` adds Hypothesis' own shrink phase before the campaign's minimiser.  It
     is off by default so that the budget goes to the search: the campaign's delta
     debugging makes every reproducer 1-minimal either way.
+
+    Every example's runs feed ``stats`` (shape counts and the coverage map): each
+    shape is also a Hypothesis ``event()``, and the run's novelty (what the map had
+    not seen) is ``target()``-ed, so generation climbs toward unexplored behaviour.
     """
+    stats = stats if stats is not None else Stats()
     variants = split_pair(variant) or (variant,)
     strategy = scenarios(variants=variants, nested=nested)
     db = DirectoryBasedExampleDatabase(str(database)) if database else None
@@ -90,7 +97,12 @@ def hunt(
             derandomize=False,
             suppress_health_check=list(HealthCheck),
             report_multiple_bugs=True,
-            phases=(Phase.reuse, Phase.generate, *((Phase.shrink,) if shrink else ())),
+            phases=(
+                Phase.reuse,
+                Phase.generate,
+                Phase.target,
+                *((Phase.shrink,) if shrink else ()),
+            ),
             verbosity=Verbosity.quiet,
             print_blob=False,
         )
@@ -103,7 +115,12 @@ def hunt(
             examples += 1
             if tick is not None:
                 tick(examples)
-            hits = new_hits(sc)
+            with observing() as seen:
+                hits = new_hits(sc)
+            shapes, novelty = stats.add(seen.runs)
+            for shape in shapes:
+                event(shape)
+            target(float(novelty), label="novelty")
             if hits:
                 hit = hits[0]
                 last[hit.key] = (hit, sc)

@@ -10,6 +10,7 @@ occurrences per site (and per site and CPU) so "the 2nd VMXON on CPU 1" is namea
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,10 @@ class FaultPlan:
     counts: Counter[tuple[str, int | None]] = field(default_factory=Counter)
     fired: list[tuple[FaultSpec, int]] = field(default_factory=list)
     chooser: Chooser | None = None
+    # When each fault fired, on the run's clock (the trace length; set by the
+    # executor), so coverage can tell which flow a fault hit.
+    clock: Callable[[], int] | None = None
+    fired_at: list[int] = field(default_factory=list)
 
     def check(self, site: str, cpu: int) -> str | None:
         """Count one occurrence of ``site`` on ``cpu``; return the injected kind."""
@@ -75,4 +80,5 @@ class FaultPlan:
         if spec not in self.faults:
             self.faults = (*self.faults, spec)
         self.fired.append((spec, cpu))
+        self.fired_at.append(self.clock() if self.clock is not None else -1)
         return spec.kind or SITES[site][0][0]
