@@ -21,20 +21,48 @@ decoder is total) and a model crash is a tool error, raised as such.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import sys
 import time
 from pathlib import Path
+from types import FunctionType
 
 import atheris
 
 with atheris.instrument_imports(include=["vmxfuzz"]):
     from vmxfuzz.atomic import write_text_atomic
     from vmxfuzz.campaign import Key, judge, slug
+    from vmxfuzz.coverage import Stats, observing
     from vmxfuzz.fuzz.decoder import decode
+    from vmxfuzz.variants import BUILTIN, SHARED_MODULES, VERSION_MODULES, build, split_pair
+
+    # ``variants.build`` imports the models later through importlib: import them
+    # here, inside the block, so libFuzzer sees their edges.
+    _versions = [f"{p}.{m}" for p in BUILTIN.values() for m in VERSION_MODULES]
+    for _name in (*SHARED_MODULES, *_versions):
+        importlib.import_module(_name)
 
 VARIANT = os.environ.get("VMXFUZZ_VARIANT", "both")
+
+
+def instrument_variants(variant: str) -> int:
+    """Instrument the functions of plug-ins and mutants (loaded by file, outside any
+    import hook); returns how many functions were instrumented."""
+    done = 0
+    for name in split_pair(variant) or (variant,):
+        for fn in vars(build(name)).values():
+            mod = getattr(fn, "__module__", "") or ""
+            if isinstance(fn, FunctionType) and not mod.startswith("vmxfuzz."):
+                atheris.instrument_func(fn)
+                done += 1
+    return done
+
+
+PLUGIN_FUNCTIONS = instrument_variants(VARIANT)
+# atheris hands out one counter per instrumented edge: the next id is the count.
+EDGES = atheris._reserve_counter()
 OUT = Path(os.environ.get("VMXFUZZ_OUT", "findings"))
 FAIL_ON = {c for c in os.environ.get("VMXFUZZ_FAIL_ON", "regression").split(",") if c}
 
@@ -53,20 +81,29 @@ def _known() -> set[Key]:
 
 SEEN: set[Key] = _known()
 STATS = {"execs": 0, "last": 0.0}
+SHAPES = Stats()
 
 
-def _stats() -> None:
+def _stats(force: bool = False) -> None:
     now = time.monotonic()
-    if now - STATS["last"] < 1.0:
+    if now - STATS["last"] < 1.0 and not force:
         return
     STATS["last"] = now
-    write_text_atomic(OUT / ".stats" / f"{os.getpid()}.json", json.dumps({"execs": STATS["execs"]}))
+    doc = {
+        "execs": STATS["execs"],
+        "edges": EDGES,
+        "shapes": SHAPES.shapes_json(),
+        "coverage": SHAPES.coverage.to_json(),
+    }
+    write_text_atomic(OUT / ".stats" / f"{os.getpid()}.json", json.dumps(doc))
 
 
 def TestOneInput(data: bytes) -> None:
     STATS["execs"] += 1
     sc = decode(data)
-    hits = judge(sc, VARIANT)
+    with observing() as seen:
+        hits = judge(sc, VARIANT)
+    SHAPES.add(seen.runs)
     stop = []
     for h in hits:
         if h.key in SEEN:
@@ -83,5 +120,10 @@ def TestOneInput(data: bytes) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    print(
+        f"INFO: vmxfuzz: {EDGES} edges instrumented "
+        f"({PLUGIN_FUNCTIONS} plug-in/mutant functions included)",
+        file=sys.stderr,
+    )
     atheris.Setup(list(sys.argv if argv is None else argv), TestOneInput)
     atheris.Fuzz()
