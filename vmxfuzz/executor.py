@@ -154,8 +154,9 @@ class _Driver:
             self.start_next()
 
 
-# Called with every finished run (trace included, even where the caller drops it):
-# how campaigns see what their runs covered without a second execution.
+# Called with every finished run, trace included (:func:`run` traces while an
+# observer is registered, even where its caller drops the trace): how campaigns see
+# what their runs covered without a second execution.
 OBSERVERS: list[Callable[[Run, Result], None]] = []
 
 
@@ -189,7 +190,7 @@ class Run:
             violations=list(self.oracle.violations),
             op_results=results,
             ended=ended,
-            trace=sched.trace,
+            trace=sched.trace if keep_trace or OBSERVERS else [],
             warnings=k.warnings,
             steps=sched.steps,
             kexec_checked=self.oracle.kexec_checked,
@@ -240,7 +241,7 @@ def start(
     oracle.bind(k)
     sched = sched_cls(k, scenario.config.cpus, chooser=chooser, trace=keep_trace)
     sched.nmi_handler = nmi_handler(k)
-    plan.clock = lambda: len(sched.trace)
+    plan.clock = lambda: len(sched.events)
     k.sched = sched
     driver = _Driver(k, sched, scenario.ops)
     driver.start_next()
@@ -259,5 +260,6 @@ def run(
     ``functions`` replaces the variant's function namespace (tests build small
     variants this way: ``SimpleNamespace(**{**vars(build("patched")), "fn": new})``).
     """
-    r = start(scenario, variant, functions=functions, keep_trace=keep_trace)
+    tracing = keep_trace or bool(OBSERVERS)  # an observer sees every run's trace
+    r = start(scenario, variant, functions=functions, keep_trace=tracing)
     return r.finish(keep_trace=keep_trace)

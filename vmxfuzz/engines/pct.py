@@ -8,19 +8,21 @@ change points reach the deep races a uniform random schedule almost never does:
 one CPU runs far into its flow, stops exactly where the change point put it, and the
 others run through the half-done state.
 
-It is a schedule *generator*: the scenario is run once with the priorities taking the
-choices, and what was chosen at each choice point is written down as an ordinary
-schedule list, which replays exactly through the executor like any other.
+It is a chooser (:mod:`vmxfuzz.choosers`): the scenario is run once with the
+priorities taking the choices, and what was chosen at each choice point is written
+down as an ordinary schedule list, which replays exactly through the executor like
+any other scenario (the replay rules are the core's: an entry wherever more than one
+option exists).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
+from ..choosers.base import default_choice
+from ..choosers.replay import ReplayChooser
 from ..executor import start
 from ..scenario import Scenario
-from ..sched import Scheduler
 
 
 @dataclass(frozen=True)
@@ -36,28 +38,27 @@ class Pct:
         return len(self.changes) + 1
 
 
-class PctScheduler(Scheduler):
-    """Takes every choice from the priorities and records it."""
+class PctChooser(ReplayChooser):
+    """Takes every scheduling choice from the priorities (faults replay the
+    scenario's) and writes each down with the default it replaced."""
 
-    pct: Pct
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, base: Scenario, pct: Pct) -> None:
+        super().__init__((), (), base.faults)
+        self.pct = pct
         self.recorded: list[tuple[int | str, int | str]] = []  # (choice, default)
         self._prio: dict[int, int] = {}
         self._demoted = 0
 
-    def _choose(self, runnable: list[int], commits: list[str]) -> int | str:
-        if len(runnable) + len(commits) <= 1:
-            return super()._choose(runnable, commits)  # not a choice point: no entry read
+    def schedule(self, runnable: list[int], actions: list[str]) -> int | str:
+        default = default_choice(runnable, actions) if runnable or actions else 0
+        if len(runnable) + len(actions) <= 1:
+            return default  # not a choice point: the replay reads no entry here
         if not self._prio:
             n = len(self.pct.priorities)
-            self._prio = {c: self.pct.priorities[c % n] for c in range(self.ncpus)}
-        sb = [a for a in commits if a.startswith("sb")]
-        default: int | str = sb[0] if sb else runnable[0]
-        if not runnable:
-            choice: int | str = default
-        else:
+            ncpus = self.core.ncpus if self.core is not None else n
+            self._prio = {c: self.pct.priorities[c % n] for c in range(ncpus)}
+        choice: int | str = default
+        if runnable:
             best = max(runnable, key=lambda c: (self._prio[c], -c))
             if len(self.recorded) in self.pct.changes:
                 self._demoted += 1
@@ -69,17 +70,16 @@ class PctScheduler(Scheduler):
 
 
 def pct_schedule(base: Scenario, variant: str, pct: Pct) -> tuple[int | str, ...]:
-    """The schedule list PCT chooses for ``base`` on ``variant``.
+    """The schedule list PCT chooses for ``base`` (without its NMIs) on ``variant``.
 
     Trailing entries that equal the executor's default are dropped: the list replays
     the same run without them.
     """
-    r = start(replace(base, schedule=()), variant, sched_cls=PctScheduler)
-    sched = r.sched
-    assert isinstance(sched, PctScheduler)
-    sched.pct = pct
-    r.finish(keep_trace=False)
-    out = list(sched.recorded)
+    chooser = PctChooser(base, pct)
+    start(replace(base, schedule=(), nmis=()), variant, chooser=chooser, keep_trace=False).finish(
+        keep_trace=False
+    )
+    out = list(chooser.recorded)
     while out and out[-1][0] == out[-1][1]:
         out.pop()
     return tuple(choice for choice, _ in out)

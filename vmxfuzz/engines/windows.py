@@ -28,10 +28,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..choosers.replay import ReplayChooser
 from ..executor import start
 from ..machine.hw import Cpu
 from ..scenario import Scenario
-from ..sched import Scheduler, TraceEvent
+from ..sched import TraceEvent
 
 Point = tuple[int, str, int]
 
@@ -51,31 +52,39 @@ def _hw_state(cpu: Cpu) -> tuple[Any, ...]:
     )
 
 
-class RecordingScheduler(Scheduler):
-    """The ordinary scheduler, noting per step whether the previous action of the
-    stepping CPU changed that CPU's hardware state (trace index -> bool)."""
+class HardwareWatch(ReplayChooser):
+    """Replays the scenario and, asked before every step (``nmi_labels`` is None),
+    notes the steps that come right after an action that changed the stepping CPU's
+    hardware state; it never raises an NMI itself."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.hw_changed: dict[int, bool] = {}
-        self._last_hw: dict[int, tuple[Any, ...]] = {}
+    def __init__(self, base: Scenario) -> None:
+        super().__init__(base.schedule, (), base.faults)
+        self.after_hw: set[Point] = set()
+        self._last: dict[int, tuple[Any, ...]] = {}
+        self._left: dict[int, int] = defaultdict(int)
 
-    def _record(self, c: int, ctx: Any, label: str) -> int:
-        n = super()._record(c, ctx, label)
-        now = _hw_state(self.k.hw.cpus[c])
-        before = self._last_hw.get(c)
-        self.hw_changed[len(self.trace) - 1] = before is not None and before != now
-        self._last_hw[c] = now
-        return n
+    @property
+    def nmi_labels(self) -> frozenset[str] | None:
+        return None
+
+    def nmi(self, cpu: int, label: str, nth: int) -> str | None:
+        assert self.core is not None
+        now = _hw_state(self.core.k.hw.cpus[cpu])
+        before = self._last.get(cpu)
+        if before is not None and before != now:
+            self._left[cpu] = AFTER_HW_STEPS
+        self._last[cpu] = now
+        if self._left[cpu] > 0:
+            self.after_hw.add((cpu, label, nth))
+            self._left[cpu] -= 1
+        return None
 
 
-def recorded_run(base: Scenario, variant: str) -> tuple[list[TraceEvent], dict[int, bool]]:
-    """Run ``base`` once and return its trace with the hardware-change marks."""
-    r = start(base, variant, sched_cls=RecordingScheduler)
-    result = r.finish()
-    sched = r.sched
-    assert isinstance(sched, RecordingScheduler)
-    return result.trace, sched.hw_changed
+def recorded_run(base: Scenario, variant: str) -> tuple[list[TraceEvent], set[Point]]:
+    """Run ``base`` once; its trace and the steps right after a hardware change."""
+    watch = HardwareWatch(base)
+    result = start(base, variant, chooser=watch).finish()
+    return result.trace, watch.after_hw
 
 
 def _fn(label: str) -> str:
@@ -89,13 +98,12 @@ class _Windows:
     after_hw: set[Point] = field(default_factory=set)
 
 
-def windows(trace: list[TraceEvent], hw_changed: dict[int, bool]) -> _Windows:
+def windows(trace: list[TraceEvent], after_hw: set[Point]) -> _Windows:
     """Classify the steps of one recorded run (see the module docstring)."""
-    out = _Windows()
+    out = _Windows(after_hw=set(after_hw))
     off: dict[int, bool] = defaultdict(bool)
     prev: dict[int, tuple[str, str]] = {}  # cpu -> (context name, function) of its last step
-    hw_left: dict[int, int] = defaultdict(int)
-    for i, e in enumerate(trace):
+    for e in trace:
         if e.context in ("crash", "mem"):
             continue
         p = (e.cpu, e.label, e.nth)
@@ -109,11 +117,6 @@ def windows(trace: list[TraceEvent], hw_changed: dict[int, bool]) -> _Windows:
         if prev.get(e.cpu) == where:
             out.interior.add(p)
         prev[e.cpu] = where
-        if hw_changed.get(i):
-            hw_left[e.cpu] = AFTER_HW_STEPS
-        if hw_left[e.cpu] > 0:
-            out.after_hw.add(p)
-            hw_left[e.cpu] -= 1
     return out
 
 
