@@ -608,43 +608,49 @@ class Scheduler:
         if more:
             watch = watch | more
         ctx = st[-1]
-        gen = ctx.gen
+        send = ctx.gen.send
         counts = self.counts
         events = self.events
         tracing = self.tracing
         limit = self.max_steps
+        steps = self.steps
+        c = ctx.cpu
+        k.cpu = c
+        k.ctx = ctx
         self.changed = False
-        while True:
-            label = ctx.pending
-            if type(label) is not str or label in watch:
-                return
-            for cond in conds:
-                if cond():
+        label = ctx.pending
+        try:
+            while type(label) is str and label not in watch:
+                for cond in conds:
+                    if cond():
+                        return
+                steps += 1
+                if steps > limit:
+                    self.steps = steps
+                    self.end("step limit")
                     return
-            self.steps += 1
-            if self.steps > limit:
-                self.end("step limit")
-                return
-            c = ctx.cpu
-            k.cpu = c
-            k.ctx = ctx
-            ctx.label = label
-            if tracing:
-                key = (c, label)
-                n = counts[key] + 1
-                counts[key] = n
-                events.append((c, "crash" if ctx.crash else ctx.kind, ctx.name, label, n))
-            value, ctx.send_value = ctx.send_value, None
-            try:
-                ctx.pending = gen.send(value)
-            except StopIteration as stop:
-                self._finish(ctx, stop.value)
-            except MachineFault as fault:
-                self._oops(ctx, fault)
-            if self.changed:
-                if self.idle() and self.ended is None:
-                    k.oracle.quiescent(k)
-                return
+                ctx.label = label
+                if tracing:
+                    key = (c, label)
+                    n = counts[key] + 1
+                    counts[key] = n
+                    events.append((c, "crash" if ctx.crash else ctx.kind, ctx.name, label, n))
+                value, ctx.send_value = ctx.send_value, None
+                try:
+                    label = ctx.pending = send(value)
+                except StopIteration as stop:
+                    self.steps = steps
+                    self._finish(ctx, stop.value)
+                except MachineFault as fault:
+                    self.steps = steps
+                    self._oops(ctx, fault)
+                if self.changed:
+                    self.steps = steps
+                    if self.idle() and self.ended is None:
+                        k.oracle.quiescent(k)
+                    return
+        finally:
+            self.steps = steps
 
     def _expire_timeout(self) -> bool:
         for c, st in enumerate(self.stacks):
