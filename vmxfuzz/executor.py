@@ -14,18 +14,20 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+from .choosers.anchored import AnchoredChooser
 from .choosers.base import Chooser
 from .choosers.replay import ReplayChooser
 from .kernel.crash import nmi_handler
 from .kernel.ops import L1_EXITS
 from .kernel.state import ERRNO_NAMES, Kernel
+from .labels import has_label
 from .machine import weakmem
 from .machine.errors import MachineFault
 from .machine.faults import FaultPlan
 from .machine.weakmem import WeakMemory
 from .oracle import Oracle, Violation
 from .scenario import Op, Scenario
-from .sched import Scheduler, Task, TraceEvent
+from .sched import RunEntry, Scheduler, Task, TraceEvent
 from .variants import build
 
 
@@ -43,6 +45,9 @@ class Result:
     faults_fired: list[int] = field(default_factory=list)
     # Each CPU's VMCS cache when the run ended (at kexec, that is the crash state).
     caches: dict[int, list[str]] = field(default_factory=dict)
+    # Scenario entries whose anchor (a step label) this variant does not have, as
+    # "FIELD/INDEX: LABEL" (docs/scenarios.md, "Anchors"): not applicable here.
+    not_applicable: list[str] = field(default_factory=list)
 
     @property
     def invariants(self) -> set[str]:
@@ -64,6 +69,7 @@ class Result:
             "nmis_fired": self.nmis_fired,
             "caches": {str(c): v for c, v in self.caches.items()},
             "faults_fired": self.faults_fired,
+            "not_applicable": self.not_applicable,
         }
         if trace:
             d["trace"] = [e.as_list() for e in self.trace]
@@ -176,6 +182,7 @@ class Run:
     driver: _Driver
     oracle: Oracle
     faults: FaultPlan
+    not_applicable: list[str] = field(default_factory=list)
 
     def finish(self, *, keep_trace: bool = True) -> Result:
         """Step until the machine ends (unless already ended) and collect the result."""
@@ -197,12 +204,37 @@ class Run:
             nmis_fired=sorted(sched.nmi_fired),
             faults_fired=sorted({faults.faults.index(spec) for spec, _ in faults.fired}),
             caches={c.id: [v.describe() for v in c.cache] for c in k.hw.cpus},
+            not_applicable=self.not_applicable,
         )
         for observe in OBSERVERS:  # coverage and shape statistics (vmxfuzz.coverage)
             observe(self, result)
         if not keep_trace:
             result.trace = []
         return result
+
+
+def replay_chooser(scenario: Scenario) -> Chooser:
+    """The chooser that replays ``scenario``: step-indexed or anchored schedule."""
+    if scenario.anchored:
+        runs = [e for e in scenario.schedule if isinstance(e, RunEntry)]
+        return AnchoredChooser(runs, scenario.nmis, scenario.faults)
+    steps = [e for e in scenario.schedule if not isinstance(e, RunEntry)]
+    return ReplayChooser(steps, scenario.nmis, scenario.faults)
+
+
+def not_applicable(scenario: Scenario, functions: SimpleNamespace) -> list[str]:
+    """The scenario's anchors (NMI labels, anchored runs' labels) this variant lacks."""
+    out = [
+        f"nmis/{i}: {m.before}"
+        for i, m in enumerate(scenario.nmis)
+        if not has_label(functions, m.before)
+    ]
+    out += [
+        f"schedule/{i}: {e.until}"
+        for i, e in enumerate(scenario.schedule)
+        if isinstance(e, RunEntry) and e.until is not None and not has_label(functions, e.until)
+    ]
+    return out
 
 
 def release(r: Run) -> None:
@@ -228,7 +260,7 @@ def start(
     f = functions if functions is not None else build(variant)
     oracle = Oracle()
     if chooser is None:
-        chooser = ReplayChooser(scenario.schedule, scenario.nmis, scenario.faults)
+        chooser = replay_chooser(scenario)
     plan = faults if faults is not None else FaultPlan(tuple(scenario.faults))
     if plan.chooser is None:
         plan.chooser = chooser
@@ -245,7 +277,7 @@ def start(
     k.sched = sched
     driver = _Driver(k, sched, scenario.ops)
     driver.start_next()
-    return Run(scenario, variant, k, sched, driver, oracle, plan)
+    return Run(scenario, variant, k, sched, driver, oracle, plan, not_applicable(scenario, f))
 
 
 def run(

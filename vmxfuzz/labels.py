@@ -47,3 +47,52 @@ def known_labels() -> frozenset[str]:
     for name in mods:
         out |= labels_in_source(inspect.getsource(importlib.import_module(name)))
     return frozenset(out)
+
+
+_PLACEHOLDER = re.compile(r"\{[^}]*\}")
+
+
+def _function_labels(fn: object) -> tuple[frozenset[str], tuple[re.Pattern[str], ...]]:
+    """The labels one function's source yields; f-string labels as patterns."""
+    try:
+        src = inspect.getsource(fn)  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return frozenset(), (re.compile(".*"),)  # unknown source: matches anything
+    plain: set[str] = set()
+    patterns: list[re.Pattern[str]] = []
+    for m in _LABEL.finditer(src):
+        label = m.group(1)
+        if "{" in label:
+            parts = _PLACEHOLDER.split(label)
+            patterns.append(re.compile("[^:]*".join(re.escape(p) for p in parts) + "$"))
+        else:
+            plain.add(label)
+    return frozenset(plain), tuple(patterns)
+
+
+@cache
+def _namespace_labels(
+    functions: tuple[object, ...],
+) -> tuple[frozenset[str], tuple[re.Pattern[str], ...]]:
+    plain: set[str] = set()
+    patterns: list[re.Pattern[str]] = []
+    for fn in functions:
+        p, pats = _function_labels(fn)
+        plain |= p
+        patterns += pats
+    return frozenset(plain), tuple(patterns)
+
+
+def has_label(functions: object, label: str) -> bool:
+    """Whether a variant's function namespace (``variants.build(...)``) contains a
+    step ``label``: some function's source yields it (an f-string label matches by
+    pattern).  Anchor keys for steps without a label (``task>OP``, ``ipi>NAME``,
+    ``nmi>NAME``, ``resume>OP``, ``nmi@LABEL``) exist in every variant (the last
+    one if its label does)."""
+    if ">" in label:
+        return True
+    if label.startswith("nmi@"):
+        label = label[4:]
+    fns = tuple(v for v in vars(functions).values() if inspect.isfunction(v))
+    plain, patterns = _namespace_labels(fns)
+    return label in plain or any(p.match(label) for p in patterns)

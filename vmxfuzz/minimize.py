@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from .kernel.state import Config
 from .machine.weakmem import action_cpu
 from .scenario import Scenario
+from .sched import RunEntry
 
 T = TypeVar("T")
 
@@ -70,7 +71,10 @@ def _highest_cpu(sc: Scenario) -> int:
     used = [0]
     for o in sc.ops:
         used += [o.cpu] + ([o.target] if o.target is not None else [])
-    used += [e if isinstance(e, int) else action_cpu(e) for e in sc.schedule]
+    used += [
+        e if isinstance(e, int) else e.cpu if isinstance(e, RunEntry) else action_cpu(e)
+        for e in sc.schedule
+    ]
     used += [n.cpu for n in sc.nmis]
     used += [f.cpu for f in sc.faults if f.cpu is not None]
     return max(used)

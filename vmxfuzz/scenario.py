@@ -19,11 +19,11 @@ from typing import Any
 from .kernel.state import Config
 from .machine.faults import SITES, FaultSpec
 from .machine.weakmem import action_cpu
-from .sched import NmiSpec
+from .sched import NmiSpec, RunEntry
 
 FORMAT = "vmxfuzz-scenario"
-VERSION = 3  # the newest format this reader knows; files are written at the lowest that fits
-VERSIONS = (1, 2, 3)
+VERSION = 4  # the newest format this reader knows; files are written at the lowest that fits
+VERSIONS = (1, 2, 3, 4)
 
 # op -> the fields it needs besides "cpu"
 OPS: dict[str, tuple[str, ...]] = {
@@ -99,7 +99,9 @@ class Op:
 class Scenario:
     ops: tuple[Op, ...]
     config: Config = field(default_factory=Config)
-    schedule: tuple[int | str, ...] = ()
+    # Step-indexed entries (CPU numbers; weak memory: "sbC", "lateC"), or anchored
+    # runs (format v4, :class:`RunEntry`): never both.
+    schedule: tuple[int | str | RunEntry, ...] = ()
     nmis: tuple[NmiSpec, ...] = ()
     faults: tuple[FaultSpec, ...] = ()
     name: str = ""
@@ -119,7 +121,7 @@ class Scenario:
             d["description"] = self.description
         d["config"] = cfg
         d["ops"] = [o.to_json() for o in self.ops]
-        d["schedule"] = list(self.schedule)
+        d["schedule"] = [e.to_json() if isinstance(e, RunEntry) else e for e in self.schedule]
         d["nmis"] = [asdict(n) for n in self.nmis]
         d["faults"] = [{k: v for k, v in asdict(f).items() if v is not None} for f in self.faults]
         if self.expect is not None:
@@ -129,9 +131,16 @@ class Scenario:
     @property
     def version(self) -> int:
         """The lowest format version that can express this scenario."""
+        if self.anchored:
+            return 4
         if self.config.weak_memory or any(isinstance(e, str) for e in self.schedule):
             return 3
         return 2 if any(o.op in NESTED_OPS for o in self.ops) else 1
+
+    @property
+    def anchored(self) -> bool:
+        """The schedule is a list of anchored runs (format v4)."""
+        return any(isinstance(e, RunEntry) for e in self.schedule)
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2) + "\n"
@@ -218,7 +227,19 @@ def from_json(data: Any, where: str = "<scenario>") -> Scenario:
                 target=o.get("target"),
             )
         )
+    schedule: list[int | str | RunEntry] = []
     for i, c in enumerate(data.get("schedule", [])):
+        if isinstance(c, dict) != isinstance(data["schedule"][0], dict):
+            raise ScenarioError(
+                where, f"/schedule/{i}", "a schedule is either step entries or runs, not both"
+            )
+        if isinstance(c, dict):  # an anchored run (format v4)
+            cpu_ok(c["cpu"], f"/schedule/{i}/cpu")
+            if "nth" in c and "until" not in c:
+                raise ScenarioError(where, f"/schedule/{i}/nth", "nth needs until")
+            schedule.append(RunEntry(c["cpu"], c.get("until"), c.get("nth", 1)))
+            continue
+        schedule.append(c)
         if isinstance(c, str):  # a store-buffer commit (format v3, weak memory)
             if not config.weak_memory:
                 raise ScenarioError(
@@ -258,7 +279,7 @@ def from_json(data: Any, where: str = "<scenario>") -> Scenario:
     return Scenario(
         ops=tuple(ops),
         config=config,
-        schedule=tuple(data.get("schedule", ())),
+        schedule=tuple(schedule),
         nmis=tuple(nmis),
         faults=tuple(faults),
         name=data.get("name", ""),

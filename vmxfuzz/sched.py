@@ -60,6 +60,23 @@ class NmiSpec:
     kind: str = "panic"  # "panic" | "benign"
 
 
+@dataclass(frozen=True)
+class RunEntry:
+    """One run of an anchored schedule (format v4): CPU ``cpu`` runs until it has
+    executed its ``nth`` ``until`` (see :mod:`vmxfuzz.choosers.anchored`)."""
+
+    cpu: int
+    until: str | None = None
+    nth: int = 1
+
+    def to_json(self) -> dict[str, object]:
+        d: dict[str, object] = {"cpu": self.cpu}
+        if self.until is not None:
+            d["until"] = self.until
+            d["nth"] = self.nth
+        return d
+
+
 @dataclass
 class PreemptSpec:
     """Preempt the task at the ``nth`` execution (on CPU ``cpu``) of the preemption
@@ -182,6 +199,9 @@ class Scheduler:
         # Set by every service that can make another CPU runnable or end a context:
         # the fast path (:meth:`_run_alone`) stops at it.
         self.changed = False
+        # Per CPU, the key of its latest step (a label or a :meth:`_did` key); kept up
+        # to date where every label is counted (a trace, or ``counted_labels`` None).
+        self.last: list[str | None] = [None] * ncpus
         chooser.attach(self)
 
     # ---- the chooser's account, in scenario terms (read by explore and Result) ---------
@@ -386,6 +406,7 @@ class Scheduler:
         key = (c, label)
         n = self.counts[key] + 1
         self.counts[key] = n
+        self.last[c] = label
         if self.tracing:
             self.events.append((c, "crash" if ctx.crash else ctx.kind, ctx.name, label, n))
         return n
@@ -471,12 +492,14 @@ class Scheduler:
         st = self.stacks[c]
         if self.nmi_pending[c] and not self.in_nmi(c):
             name, factory = self.nmi_pending[c].popleft()
+            self._did(c, f"nmi>{name}")
             k.cpu = c
             self.interrupted[c] = self._where(c)
             self._push(Context("nmi", name, c, factory()))
             return
         if self._deliverable_ipi(c) and not late:
             req = self.ipis[c].popleft()
+            self._did(c, f"ipi>{req.name}")
             k.cpu = c
             saved = cpu.irqs_enabled
             cpu.irqs_enabled = False
@@ -488,10 +511,13 @@ class Scheduler:
             self._push(ctx)
             return
         if self._resumable(c):
-            self.stacks[c].append(self.migrated[c].popleft())  # resumes at its next step
+            ctx = self.migrated[c].popleft()
+            self._did(c, f"resume>{ctx.name}")
+            self.stacks[c].append(ctx)  # resumes at its next step
             return
         if not st or self._preemptible(c):
             task = self.tasks[c].popleft()
+            self._did(c, f"task>{task.name}")
             if not cpu.online and not task.preempt:
                 # Queued before its CPU went offline: the task migrates away in the
                 # kernel; in the scenario the op did not run on this CPU.
@@ -505,8 +531,19 @@ class Scheduler:
         p = ctx.pending
         label = p.label if isinstance(p, (Wait, Migrate)) else p
         if isinstance(label, str) and self._nmi_trigger(c, label):
+            self._did(c, f"nmi@{label}")
             return  # the NMI runs first (for a spin: just before the spin completes)
         self._advance(ctx)
+
+    def _did(self, c: int, key: str) -> None:
+        """CPU ``c``'s step was ``key`` (not a flow's label): the delivery of an NMI
+        or IPI (``nmi>NAME``, ``ipi>NAME``), the start of a queued task
+        (``task>OP``), the resumption of a migrated one (``resume>OP``), or an NMI
+        raised before ``label`` (``nmi@LABEL``).  Counted per CPU like labels, so
+        every step of a CPU is nameable as "its n-th KEY" (anchors)."""
+        n = self.counts[(c, key)] + 1
+        self.counts[(c, key)] = n
+        self.last[c] = key
 
     def _nmi_trigger(self, c: int, label: str) -> bool:
         """Ask the chooser whether NMIs arrive before CPU ``c``'s next ``label``; the
@@ -603,15 +640,18 @@ class Scheduler:
                 conds.append(p.cond)
         watch = self.chooser.nmi_labels
         more = self.chooser.preempt_labels
+        counted = self.chooser.counted_labels
         if watch is None or more is None:
             return
-        if more:
-            watch = watch | more
+        if more or counted:
+            watch = watch | more | (counted or frozenset())
         ctx = st[-1]
         send = ctx.gen.send
         counts = self.counts
         events = self.events
         tracing = self.tracing
+        counting = tracing or counted is None
+        last = self.last
         limit = self.max_steps
         steps = self.steps
         c = ctx.cpu
@@ -630,11 +670,13 @@ class Scheduler:
                     self.end("step limit")
                     return
                 ctx.label = label
-                if tracing:
+                if counting:
                     key = (c, label)
                     n = counts[key] + 1
                     counts[key] = n
-                    events.append((c, "crash" if ctx.crash else ctx.kind, ctx.name, label, n))
+                    last[c] = label
+                    if tracing:
+                        events.append((c, "crash" if ctx.crash else ctx.kind, ctx.name, label, n))
                 value, ctx.send_value = ctx.send_value, None
                 try:
                     label = ctx.pending = send(value)

@@ -44,6 +44,7 @@ SCHED_SKIP = frozenset(
         "events",  # the trace, as tuples
         "tracing",
         "changed",  # the fast path's flag
+        "last",  # each CPU's latest step, for anchors
         "chooser",  # the decisions: the explorer owns them
         "counts",
         "steps",

@@ -20,7 +20,9 @@ PAIR = ("reference", "patched")
 
 
 def digest(result: Any) -> str:
-    text = json.dumps(result.to_json(trace=True), sort_keys=True)
+    doc = result.to_json(trace=True)
+    doc.pop("not_applicable", None)  # added after the base (anchors, format v4)
+    text = json.dumps(doc, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 

@@ -65,6 +65,12 @@ class Chooser:
         run: between them the core does not count steps (without a trace)."""
         return frozenset()
 
+    @property
+    def counted_labels(self) -> frozenset[str] | None:
+        """Labels whose per-CPU counts (``core.counts``) the chooser reads (``None``:
+        all).  Fixed for the run, like the two label sets above."""
+        return frozenset()
+
     def schedule(self, runnable: list[int], actions: list[str]) -> int | str:
         """Which CPU steps next (one of ``runnable``) or, in weak-memory mode, which
         action happens (``"sbC"``/``"sbC.I"``: a buffered store commits; ``"lateC"``:

@@ -48,6 +48,10 @@ class RecordingChooser(Chooser):
         return kind
 
     @property
+    def counted_labels(self) -> frozenset[str] | None:
+        return self.inner.counted_labels
+
+    @property
     def preempt_labels(self) -> frozenset[str] | None:
         return self.inner.preempt_labels
 

@@ -1,0 +1,132 @@
+"""Anchored schedules: interleavings that keep their meaning when a patch moves steps.
+
+Why: a step-indexed schedule (format v1..v3) is consumed one entry per choice point,
+so a patch that adds, removes or reorders steps shifts every later entry and the same
+scenario interleaves differently in the two variants of a differential -- a
+``behaviour`` divergence that is an artefact.  An anchored schedule (format v4) is a
+list of *runs* between synchronisation points::
+
+    {"cpu": 1, "until": "vmx_vcpu_load_vmcs:vmptrld", "nth": 2}
+
+"CPU 1 runs until it has executed its 2nd ``vmx_vcpu_load_vmcs:vmptrld``" (counted
+per CPU over all its contexts).  ``until`` is a step label or one of the steps that
+execute no label: the delivery of an NMI or IPI (``nmi>NAME``, ``ipi>NAME``), the
+start of a queued task (``task>OP``), the resumption of a migrated one
+(``resume>OP``), an NMI raised before a step (``nmi@LABEL``).  Without ``until`` the
+run lasts while the CPU can step.  Semantics, at each point where more than one CPU
+could step: the current run's CPU steps if it can and has not yet executed its
+anchor; otherwise the run is over and the next one is looked at; after the last
+run, the lowest runnable CPU steps.  Steps a patch adds or removes inside a run
+change nothing.  A run whose anchor label does not exist in a variant lasts, there,
+while its CPU can step -- and is reported in that variant's
+:attr:`~vmxfuzz.executor.Result.not_applicable`, never moved silently.
+
+:class:`AnchorRecorder` converts a step-indexed run into its anchored form exactly:
+replaying the recorded runs on the same variant makes the same decision at every
+choice point (a test checks every shipped scenario).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..machine.faults import FaultSpec
+from ..sched import NmiSpec, PreemptSpec, RunEntry, Scheduler
+from .base import Chooser, FaultCounts, default_choice
+from .replay import ReplayChooser
+
+
+class AnchoredChooser(ReplayChooser):
+    """Replays runs (:class:`RunEntry`); NMIs, faults and preemptions as replay."""
+
+    def __init__(
+        self,
+        runs: Sequence[RunEntry],
+        nmis: Sequence[NmiSpec] = (),
+        faults: Sequence[FaultSpec] = (),
+        preempts: Sequence[PreemptSpec] = (),
+    ) -> None:
+        super().__init__((), nmis, faults, preempts)
+        self.runs = list(runs)
+        self.run_pos = 0
+        self._counted = frozenset(r.until for r in self.runs if r.until is not None)
+
+    @property
+    def counted_labels(self) -> frozenset[str] | None:
+        return self._counted
+
+    def schedule(self, runnable: list[int], actions: list[str]) -> int | str:
+        core = self.core
+        assert core is not None
+        while self.run_pos < len(self.runs):
+            r = self.runs[self.run_pos]
+            if r.cpu in runnable and (r.until is None or core.counts[(r.cpu, r.until)] < r.nth):
+                return r.cpu
+            self.run_pos += 1
+        return default_choice(runnable, actions)
+
+
+class AnchorRecorder(Chooser):
+    """Wraps a chooser and writes its CPU decisions down as anchored runs."""
+
+    def __init__(self, inner: Chooser) -> None:
+        super().__init__()
+        self.inner = inner
+        self.every_step = inner.every_step
+        self.runs: list[RunEntry] = []
+        self._cpu: int | None = None
+        self.nmis = inner.nmis
+        self.nmi_fired = inner.nmi_fired
+        self.preempts = inner.preempts
+        self.preempt_fired = inner.preempt_fired
+
+    def attach(self, core: Scheduler) -> None:
+        super().attach(core)
+        self.inner.attach(core)
+
+    @property
+    def nmi_labels(self) -> frozenset[str] | None:
+        return self.inner.nmi_labels
+
+    @property
+    def preempt_labels(self) -> frozenset[str] | None:
+        return self.inner.preempt_labels
+
+    @property
+    def counted_labels(self) -> frozenset[str] | None:
+        return None  # any label can become an anchor: count them all
+
+    def schedule(self, runnable: list[int], actions: list[str]) -> int | str:
+        choice = self.inner.schedule(runnable, actions)
+        if len(runnable) + len(actions) > 1 and isinstance(choice, int) and choice != self._cpu:
+            self._close(runnable)
+            self._cpu = choice
+        return choice
+
+    def _close(self, runnable: list[int]) -> None:
+        """The current run ends here: anchor it on its CPU's latest step (exact: the
+        count of that key reaches ``nth`` at that step, not before)."""
+        c = self._cpu
+        if c is None:
+            return
+        core = self.core
+        assert core is not None
+        key = core.last[c]
+        assert key is not None, "a run's CPU has stepped"
+        self.runs.append(RunEntry(c, key, core.counts[(c, key)]))
+
+    def finish(self) -> list[RunEntry]:
+        """The runs recorded, the last one open-ended."""
+        if self._cpu is not None:
+            self.runs.append(RunEntry(self._cpu))
+            self._cpu = None
+        return self.runs
+
+    def nmi(self, cpu: int, label: str, nth: int) -> str | None:
+        return self.inner.nmi(cpu, label, nth)
+
+    def preempt(self, cpu: int, label: str, nth: int) -> int | None:
+        return self.inner.preempt(cpu, label, nth)
+
+    def fault(self, site: str, cpu: int, counts: FaultCounts) -> FaultSpec | None:
+        return self.inner.fault(site, cpu, counts)
