@@ -7,6 +7,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +59,61 @@ def test_mixed_schedules_are_refused(tmp_path: Path) -> None:
     doc["schedule"] = [{"cpu": 0, "until": "list_add:publish", "nth": 1}, 1]
     with pytest.raises(ScenarioError, match="/schedule/1"):
         from_json(doc, "x.json")
+
+
+# ---- a patch that only adds steps changes nothing ---------------------------------------
+NOOP_PLUGINS = [str(ROOT / "tests" / "plugins" / n) for n in ("noop_steps.py", "noop_list_add.py")]
+SHIPPED = [c for c in cases() if not c[0].startswith("sample/")]
+
+
+def _differences(findings: list[Any]) -> list[Any]:
+    """Findings that say the two variants differ (every class but ``shared``: a
+    ``shared`` finding is a bug of the base that the no-op plug-in inherits)."""
+    return [f for f in findings if f.cls != "shared"]
+
+
+def _keys(findings: list[Any]) -> set[tuple[str, str | None]]:
+    return {(f.cls, f.invariant) for f in findings}
+
+
+@pytest.mark.parametrize("plugin", NOOP_PLUGINS, ids=lambda p: Path(p).stem)
+def test_no_op_steps_give_no_finding_on_any_shipped_scenario(plugin: str) -> None:
+    from vmxfuzz.differential import run_both
+
+    assert len(SHIPPED) > 60
+    for name, sc, _ in SHIPPED:
+        d = run_both(sc, keep_trace=False, pair=("patched", plugin))  # type: ignore[arg-type]
+        assert _differences(d.findings) == [], name
+        # what is left is patched's own bugs: exactly what patched,patched shows
+        same = run_both(sc, keep_trace=False, pair=("patched", "patched"))  # type: ignore[arg-type]
+        assert _keys(d.findings) == _keys(same.findings), name
+
+
+@pytest.mark.parametrize("plugin", NOOP_PLUGINS, ids=lambda p: Path(p).stem)
+def test_no_op_steps_give_no_finding_in_a_campaign(plugin: str) -> None:
+    """A counted Hypothesis campaign through the campaign's judge (what `vmxfuzz
+    fuzz --variant patched,PLUGIN` reports)."""
+    from hypothesis import HealthCheck, given, settings
+
+    from vmxfuzz.campaign import judge
+    from vmxfuzz.engines.strategies import scenarios
+
+    judged: list[int] = []
+
+    @settings(
+        max_examples=60,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(scenarios(variants=("patched", plugin)))
+    def campaign(sc: object) -> None:
+        hits = judge(sc, f"patched,{plugin}")  # type: ignore[arg-type]
+        judged.append(1)
+        assert [h.key for h in hits if h.cls != "shared"] == []
+        own = judge(sc, "patched,patched")  # type: ignore[arg-type]
+        assert {(h.cls, h.invariant) for h in hits} == {(h.cls, h.invariant) for h in own}
+
+    campaign()
+    assert len(judged) >= 60

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .anchor import anchor
 from .atomic import write_text_atomic
 from .confirm import DEFAULT_MAX_RUNS, confirm_behaviour
 from .coverage import Stats
@@ -45,7 +46,7 @@ def judge(sc: Scenario, variant: str) -> list[Hit]:
     """Every finding one scenario shows, in the campaign's terms."""
     pair = split_pair(variant)
     if pair is not None:
-        ref = run(sc, pair[0], keep_trace=False)
+        sc, ref = anchor(sc, pair[0])  # both variants run the anchored meaning
         pat = run(sc, pair[1], keep_trace=False)
         return [
             Hit(f.cls, f.invariant or "-", f.variant, f.site, f.explanation)
@@ -114,6 +115,9 @@ class Campaign:
         """Minimise (1-minimal), save the reproducer, update the summary."""
         if self.known(hit.key):
             return self.findings[hit.key]
+        pair = split_pair(self.variant)
+        if pair is not None:  # the reproducer stores the anchored form
+            sc = anchor(sc, pair[0])[0]
         if self.minimize_findings:
             sc = minimize(sc, lambda c: hit.key in keys(c, self.variant))
         final = {h.key: h for h in judge(sc, self.variant)}.get(hit.key, hit)

@@ -158,7 +158,12 @@ def run_both(
     keep_trace: bool = True,
     pair: tuple[str, str] = ("reference", "patched"),
 ) -> Differential:
-    """Run both variants of ``pair`` (default: reference, patched) and classify."""
-    ref = run(scenario, pair[0], keep_trace=keep_trace)
+    """Run both variants of ``pair`` (default: reference, patched) and classify.
+
+    Both run the scenario's anchored meaning (:func:`vmxfuzz.anchor.anchor`: the
+    first variant's run, its schedule written down as runs between anchors)."""
+    from .anchor import anchor
+
+    scenario, ref = anchor(scenario, pair[0], keep_trace=keep_trace)
     pat = run(scenario, pair[1], keep_trace=keep_trace)
     return Differential(ref, pat, classify(ref, pat, [o.op for o in scenario.ops], pair))

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from .choosers.anchored import AnchoredChooser
 from .choosers.base import Chooser
 from .choosers.replay import ReplayChooser
 from .kernel.crash import nmi_handler
@@ -215,11 +214,7 @@ class Run:
 
 def replay_chooser(scenario: Scenario) -> Chooser:
     """The chooser that replays ``scenario``: step-indexed or anchored schedule."""
-    if scenario.anchored:
-        runs = [e for e in scenario.schedule if isinstance(e, RunEntry)]
-        return AnchoredChooser(runs, scenario.nmis, scenario.faults)
-    steps = [e for e in scenario.schedule if not isinstance(e, RunEntry)]
-    return ReplayChooser(steps, scenario.nmis, scenario.faults)
+    return ReplayChooser(scenario.schedule, scenario.nmis, scenario.faults)
 
 
 def not_applicable(scenario: Scenario, functions: SimpleNamespace) -> list[str]:

@@ -28,42 +28,21 @@ choice point (a test checks every shipped scenario).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from ..machine.faults import FaultSpec
-from ..sched import NmiSpec, PreemptSpec, RunEntry, Scheduler
-from .base import Chooser, FaultCounts, default_choice
-from .replay import ReplayChooser
+from ..sched import RunEntry, Scheduler
+from .base import Chooser, FaultCounts
 
 
-class AnchoredChooser(ReplayChooser):
-    """Replays runs (:class:`RunEntry`); NMIs, faults and preemptions as replay."""
-
-    def __init__(
-        self,
-        runs: Sequence[RunEntry],
-        nmis: Sequence[NmiSpec] = (),
-        faults: Sequence[FaultSpec] = (),
-        preempts: Sequence[PreemptSpec] = (),
-    ) -> None:
-        super().__init__((), nmis, faults, preempts)
-        self.runs = list(runs)
-        self.run_pos = 0
-        self._counted = frozenset(r.until for r in self.runs if r.until is not None)
-
-    @property
-    def counted_labels(self) -> frozenset[str] | None:
-        return self._counted
-
-    def schedule(self, runnable: list[int], actions: list[str]) -> int | str:
-        core = self.core
-        assert core is not None
-        while self.run_pos < len(self.runs):
-            r = self.runs[self.run_pos]
-            if r.cpu in runnable and (r.until is None or core.counts[(r.cpu, r.until)] < r.nth):
-                return r.cpu
-            self.run_pos += 1
-        return default_choice(runnable, actions)
+def run_choice(core: Scheduler, runs: list[RunEntry], pos: int, runnable: list[int]) -> int:
+    """The anchored schedule's answer at a choice point: the index of the run that
+    applies (``len(runs)``: none left).  A run applies while its CPU can step and
+    has not yet executed its anchor."""
+    while pos < len(runs):
+        r = runs[pos]
+        if r.cpu in runnable and (r.until is None or core.counts[(r.cpu, r.until)] < r.nth):
+            return pos
+        pos += 1
+    return pos
 
 
 class AnchorRecorder(Chooser):

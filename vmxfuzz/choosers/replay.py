@@ -1,6 +1,8 @@
 """Replay a scenario's schedule, NMIs and faults: the semantics of every format.
 
-* ``schedule`` entries are consumed one per point where more than one option exists;
+* an anchored schedule (format v4, :mod:`.anchored`): each run's CPU steps while
+  it can and has not executed its anchor, then the next run applies;
+* step-indexed ``schedule`` entries are consumed one per point where more than one option exists;
   an entry naming nothing possible is consumed and the default applies (buffered
   stores first, then the lowest runnable CPU); once used up, the default applies.
 * an NMI fires before the ``nth`` execution of its label on its CPU;
@@ -13,21 +15,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..machine.faults import FaultSpec
-from ..sched import NmiSpec, PreemptSpec
+from ..sched import NmiSpec, PreemptSpec, RunEntry
+from .anchored import run_choice
 from .base import Chooser, FaultCounts, default_choice
 
 
 class ReplayChooser(Chooser):
     def __init__(
         self,
-        schedule: Sequence[int | str] = (),
+        schedule: Sequence[int | str | RunEntry] = (),
         nmis: Sequence[NmiSpec] = (),
         faults: Sequence[FaultSpec] = (),
         preempts: Sequence[PreemptSpec] = (),
     ) -> None:
         super().__init__()
-        self.entries: list[int | str] = list(schedule)
+        self.entries: list[int | str] = [e for e in schedule if not isinstance(e, RunEntry)]
+        self.runs: list[RunEntry] = [e for e in schedule if isinstance(e, RunEntry)]
         self.pos = 0
+        self.counted = frozenset(r.until for r in self.runs if r.until is not None)
         self.nmis = list(nmis)
         self.faults = tuple(faults)
         self.preempts = list(preempts)
@@ -40,7 +45,17 @@ class ReplayChooser(Chooser):
     def preempt_labels(self) -> frozenset[str] | None:
         return frozenset(s.at for i, s in enumerate(self.preempts) if i not in self.preempt_fired)
 
+    @property
+    def counted_labels(self) -> frozenset[str] | None:
+        return self.counted
+
     def schedule(self, runnable: list[int], actions: list[str]) -> int | str:
+        if self.runs:
+            assert self.core is not None
+            self.pos = run_choice(self.core, self.runs, self.pos, runnable)
+            if self.pos < len(self.runs):
+                return self.runs[self.pos].cpu
+            return default_choice(runnable, actions)
         if self.pos < len(self.entries):
             want = self.entries[self.pos]
             self.pos += 1
