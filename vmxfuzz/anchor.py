@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from . import executor
 from .choosers.anchored import AnchorRecorder
 from .executor import Result, replay_chooser, run, start
 from .scenario import Scenario
@@ -35,7 +36,6 @@ def anchor(
     if not anchorable(scenario):
         return scenario, run(scenario, variant, keep_trace=keep_trace)
     rec = AnchorRecorder(replay_chooser(scenario))
-    result = start(scenario, variant, chooser=rec, keep_trace=keep_trace).finish(
-        keep_trace=keep_trace
-    )
+    tracing = keep_trace or bool(executor.OBSERVERS)  # as run(): observers see traces
+    result = start(scenario, variant, chooser=rec, keep_trace=tracing).finish(keep_trace=keep_trace)
     return replace(scenario, schedule=tuple(rec.finish())), result

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .differential import Finding, classify
+from .differential import Finding, run_both
 from .executor import Result, run
 from .report.terminal import finding_line, result_lines
 from .scenario import Scenario, ScenarioError, load
@@ -68,13 +68,10 @@ def _variants(choice: str) -> list[str]:
 
 def replay_one(sc: Scenario, names: list[str]) -> tuple[list[Result], list[Finding]]:
     """Run a scenario on one variant, or on a pair and classify (replay, report)."""
-    results = [run(sc, v) for v in names]
-    findings = (
-        classify(results[0], results[1], [o.op for o in sc.ops], (names[0], names[1]))
-        if len(names) == 2
-        else []
-    )
-    return results, findings
+    if len(names) == 2:  # both variants run the scenario's anchored meaning
+        d = run_both(sc, keep_trace=True, pair=(names[0], names[1]))
+        return [d.reference, d.patched], d.findings
+    return [run(sc, names[0])], []
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
