@@ -11,18 +11,30 @@ and ``vmxfuzz replay <artifact>`` agree with JSON scenarios.  It is deliberately
 layout we could not invert, and artifacts must decode the same where atheris is not
 installed.
 
-Layout (version 1): ``cpus-1, flags, bios_disabled mask, offline mask, prefix,
+Layout (version 2): ``cpus-1, flags, bios_disabled mask, offline mask, prefix,
 nops, 6 bytes per op, nfaults, 4 bytes per fault, nsched, 1 byte per entry, nnmis,
 then per NMI a mode byte, a kind byte and two index bytes (plus cpu and nth for a
-raw NMI)``.  An NMI is either the i-th step both variants execute (mode 0,
-two index bytes) or a raw ``(cpu, label index, nth)`` (mode 1).
+raw NMI), then an extension byte``.  An NMI is the i-th step both variants execute
+(mode 0), a raw ``(cpu, label index, nth)`` (mode 1), or the i-th step of the
+windows a first run shows (mode 2: :mod:`vmxfuzz.engines.windows`).  The extension
+byte (version 2) switches on weak memory (bit 0: schedule bytes 64.. are then
+store-buffer entries ``sbC``, ``sbC.I``, ``lateC``, so format v3 round-trips) and a
+PCT schedule (bit 1: a depth byte, a priority-order byte and ``depth - 1``
+change-point bytes follow; the schedule bytes are then ignored and the scenario
+carries the schedule PCT chose, :mod:`vmxfuzz.engines.pct`).  A version 1 input
+reads a zero extension byte (an exhausted input reads as zeros), so it decodes as
+before.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from functools import cache
+from itertools import permutations
 
+from vmxfuzz.engines.pct import Pct, pct_schedule
+from vmxfuzz.engines.windows import NmiTargets
 from vmxfuzz.kernel.state import Config
 from vmxfuzz.labels import known_labels
 from vmxfuzz.machine.faults import SITES, FaultSpec
@@ -34,7 +46,8 @@ VMS = ("vm0", "vm1")
 VCPUS = ("v0", "v1", "v2", "v3")
 SITE_NAMES = tuple(sorted(SITES))
 NMI_KINDS = ("panic", "benign")
-MAX_OPS, MAX_FAULTS, MAX_SCHED, MAX_NMIS = 12, 2, 64, 2
+# MAX_SCHED is what one count byte holds (64 in layout v1: the same bytes decode alike).
+MAX_OPS, MAX_FAULTS, MAX_SCHED, MAX_NMIS = 12, 2, 255, 2
 
 
 @cache
@@ -59,10 +72,12 @@ class Reader:
         return (hi * 256 + lo) % n if n else 0
 
 
-def _nmi_points(sc: Scenario) -> list[tuple[int, str, int]]:
-    from vmxfuzz.engines.strategies import nmi_points
+def _nmi_targets(sc: Scenario) -> NmiTargets:
+    return NmiTargets.of(sc, ("reference", "patched"))
 
-    return nmi_points(sc, ("reference", "patched"))
+
+def _nmi_points(sc: Scenario) -> list[tuple[int, str, int]]:
+    return _nmi_targets(sc).all
 
 
 def decode(data: bytes) -> Scenario:
@@ -118,23 +133,69 @@ def decode(data: bytes) -> Scenario:
         kind = kinds[r.number(0, len(kinds) - 1)]
         where = r.number(0, cpus)  # 0: any CPU, else CPU where-1
         faults.append(FaultSpec(site, nth, where - 1 if where else None, kind))
-    schedule = tuple(r.number(0, cpus - 1) for _ in range(r.number(0, MAX_SCHED)))
-    base = Scenario(tuple(ops), config, schedule, (), tuple(faults))
-    nmis: list[NmiSpec] = []
-    n = r.number(0, MAX_NMIS)
-    points = _nmi_points(base) if n else []
-    for _ in range(n):
-        mode = r.number(0, 1)
+    raw_schedule = [r.number(0, 255) for _ in range(r.number(0, MAX_SCHED))]
+    raw_nmis: list[tuple[int, str, tuple[int, ...]]] = []
+    for _ in range(r.number(0, MAX_NMIS)):
+        mode = r.number(0, 2)
         kind = NMI_KINDS[r.number(0, 1)]
-        if mode == 0:
-            i = r.big(len(points))
-            if points:
-                cpu, label, nth = points[i]
-                nmis.append(NmiSpec(cpu, label, nth, kind))
+        if mode == 1:
+            raw_nmis.append(
+                (mode, kind, (r.big(len(labels())), r.number(0, cpus - 1), r.number(1, 4)))
+            )
         else:
-            label = labels()[r.big(len(labels()))]
-            nmis.append(NmiSpec(r.number(0, cpus - 1), label, r.number(1, 4), kind))
+            raw_nmis.append((mode, kind, (r.number(0, 255), r.number(0, 255))))
+    ext = r.number(0, 255)  # layout v2: bit 0 weak memory, bit 1 a PCT schedule
+    config = replace(config, weak_memory=bool(ext & 1) and cpus > 1)
+    pct = None
+    if ext & 2:
+        depth = r.number(1, 3)
+        orders = list(permutations(range(cpus)))
+        pct = Pct(
+            orders[r.number(0, 255) % len(orders)],
+            tuple(r.number(0, 255) for _ in range(depth - 1)),
+        )
+    schedule = tuple(_entry(b, cpus, config.weak_memory) for b in raw_schedule)
+    base = Scenario(tuple(ops), config, schedule, (), tuple(faults))
+    if pct is not None:
+        base = replace(base, schedule=pct_schedule(base, "reference", pct))
+    nmis: list[NmiSpec] = []
+    targets = _nmi_targets(base) if any(m != 1 for m, _, _ in raw_nmis) else None
+    for mode, kind, args in raw_nmis:
+        if mode == 1:
+            label_i, cpu, nth = args
+            nmis.append(NmiSpec(cpu, labels()[label_i], nth, kind))
+            continue
+        assert targets is not None
+        points = targets.all if mode == 0 else targets.pool("window")
+        if points:
+            cpu, label, nth = points[(args[0] * 256 + args[1]) % len(points)]
+            nmis.append(NmiSpec(cpu, label, nth, kind))
     return replace(base, nmis=tuple(nmis))
+
+
+def _entry(b: int, cpus: int, weak: bool) -> int | str:
+    """A schedule byte: a CPU, or with weak memory also a store-buffer entry
+    (64..127 ``sbC``, 128..191 ``sbC.I`` with I = 1 + (b - 128) // 4, 192.. ``lateC``)."""
+    if not weak or b < 64:
+        return b % cpus
+    if b < 128:
+        return f"sb{(b - 64) % cpus}"
+    if b < 192:
+        return f"sb{(b - 128) % 4 % cpus}.{(b - 128) // 4 + 1}"
+    return f"late{(b - 192) % cpus}"
+
+
+def _entry_byte(e: int | str) -> int:
+    """The byte :func:`_entry` decodes to ``e`` (CPUs are < 4 in the layout)."""
+    if isinstance(e, int):
+        return e
+    m = re.fullmatch(r"sb(\d)", e) or re.fullmatch(r"late(\d)", e)
+    if m is not None:
+        return (64 if e.startswith("sb") else 192) + int(m.group(1))
+    m = re.fullmatch(r"sb(\d)\.(\d+)", e)
+    if m is None or not 1 <= int(m.group(2)) <= 16:
+        raise Unencodable(f"schedule entry {e!r} is outside the byte layout")
+    return 128 + (int(m.group(2)) - 1) * 4 + int(m.group(1))
 
 
 class Unencodable(ValueError):
@@ -161,8 +222,6 @@ def encode(sc: Scenario) -> bytes:
     c = sc.config
     if c.cpus > 4 or c.cr4_mismatch or c.vmx_caps_mismatch or c.no_vmx:
         raise Unencodable("config outside the byte layout (cpus > 4 or mismatch lists)")
-    if c.weak_memory:
-        raise Unencodable("weak-memory scenarios (format v3) are not in the byte layout")
     if len(sc.ops) > MAX_OPS or len(sc.faults) > MAX_FAULTS or len(sc.nmis) > MAX_NMIS:
         raise Unencodable("too many ops, faults or NMIs for the byte layout")
     if len(sc.schedule) > MAX_SCHED:
@@ -197,7 +256,7 @@ def encode(sc: Scenario) -> bytes:
         where = 0 if f.cpu is None else f.cpu + 1
         out += [SITE_NAMES.index(f.site), f.nth - 1, kinds.index(f.kind or kinds[0]), where]
     out.append(len(sc.schedule))
-    out += [int(e) for e in sc.schedule]  # ints only: weak memory was refused above
+    out += [_entry_byte(e) for e in sc.schedule]
     out.append(len(sc.nmis))
     points = _nmi_points(replace(sc, nmis=())) if sc.nmis else []
     for m in sc.nmis:
@@ -211,4 +270,6 @@ def encode(sc: Scenario) -> bytes:
                 raise Unencodable("raw NMIs are encoded with nth 1..4")
             i = labels().index(m.before)
             out += [1, kind, i // 256, i % 256, m.cpu, m.nth - 1]
+    if c.weak_memory:
+        out.append(1)  # the extension byte; without it (0) layout v1 files decode as before
     return bytes(out)
