@@ -164,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="force nested VMX operations on/off (default: both kinds of scenario)",
     )
+    f.add_argument(
+        "--db",
+        default=None,
+        help="Hypothesis example database shared by processes and machines: a directory "
+        "or redis://host:port (default OUT/.hypothesis)",
+    )
     f.set_defaults(func=cmd_fuzz)
 
     f.add_argument(
@@ -276,6 +282,13 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         raise BadInput(f"--time: must be positive, not {args.time}")
     if args.workers < 1:
         raise BadInput(f"--workers: must be at least 1, not {args.workers}")
+    if args.db is not None:
+        from .exampledb import DatabaseError, check
+
+        try:
+            check(args.db)
+        except DatabaseError as e:
+            raise BadInput(str(e)) from None
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out}: (--out): exists and is not a directory")
@@ -293,6 +306,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         as_json=args.json,
         nested=args.nested,
         fail_on=args.fail_on,
+        db_url=args.db,
     )
 
 

@@ -55,7 +55,7 @@ def _worker(args: tuple[int, str, float, str, Any, list[Key], bool | None]) -> N
         variant=variant,
         budget_s=budget,
         seed_value=seed_value,
-        database=Path(db),
+        database=db,
         tick=tick,
         nested=nested,
         stats=stats,
@@ -153,6 +153,7 @@ def fuzz(
     as_json: bool,
     nested: bool | None = None,
     fail_on: str = "",
+    db_url: str | None = None,
 ) -> int:
     if engine not in ("hypothesis", "atheris"):
         raise ValueError(f"unknown engine {engine!r}")
@@ -160,7 +161,7 @@ def fuzz(
     c.write_summary()
     quiet = as_json
     prog = Progress(budget, quiet)
-    db = out / ".hypothesis"
+    db = db_url or str(out / ".hypothesis")  # --db: shared between processes/machines
     if engine == "atheris":
         fuzz_atheris(
             c,

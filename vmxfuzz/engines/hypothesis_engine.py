@@ -16,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, Verbosity, event, given, seed, settings, target
-from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import HypothesisException
 
 from ..campaign import Hit, Key
 from ..coverage import Stats, observing
+from ..exampledb import open_database
 from ..scenario import Scenario
 from ..variants import split_pair
 from .strategies import scenarios
@@ -62,7 +62,7 @@ def hunt(
     variant: str,
     budget_s: float,
     seed_value: int,
-    database: Path | None,
+    database: Path | str | None,
     round_examples: int = 300,
     tick: Callable[[int], None] | None = None,
     nested: bool | None = None,
@@ -82,7 +82,7 @@ def hunt(
     stats = stats if stats is not None else Stats()
     variants = split_pair(variant) or (variant,)
     strategy = scenarios(variants=variants, nested=nested)
-    db = DirectoryBasedExampleDatabase(str(database)) if database else None
+    db = open_database(str(database)) if database else None  # a directory or redis://
     deadline = time.monotonic() + budget_s
     examples = 0
     rnd = 0
