@@ -172,3 +172,21 @@ def test_coverage_map_reports_reached_and_unreached() -> None:
     with observing() as seen:
         judge(load(REG / "F01-crash-nmi-in-list-add-skips-vmclear.json"), "both")
     assert stats.coverage.add(seen.runs) == 0
+
+
+def test_report_index_shows_what_a_campaign_did_not_reach(tmp_path: Path) -> None:
+    import json
+
+    from vmxfuzz.cli import main
+
+    stats = Stats()
+    with observing() as seen:
+        judge(load(REG / "F03-vmxon-gp-oops.json"), "both")
+    stats.add(seen.runs)
+    doc = {"findings": [], "coverage": stats.coverage.to_json()}
+    (tmp_path / "summary.json").write_text(json.dumps(doc))
+    assert main(["report", str(tmp_path)]) == 0
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "what the campaign did not reach" in page
+    unreached = doc["coverage"]["variants"]["reference"]["unreached_labels"]
+    assert unreached and f"<code>{unreached[0]}</code>" in page

@@ -448,9 +448,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise BadInput(f"{src}: (directory): not a directory")
     names = _variants(args.variant)
     summary = src / "summary.json"
+    coverage = None
     if summary.exists():
         try:
-            listed = json.loads(summary.read_text())["findings"]
+            doc = json.loads(summary.read_text())
+            listed = doc["findings"]
+            coverage = doc.get("coverage")
             files = [Path(f["reproducer"]) for f in listed]
         except (ValueError, KeyError, TypeError) as e:
             raise BadInput(f"{summary}: findings: not a vmxfuzz summary ({e})") from None
@@ -482,7 +485,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                     "name": path.stem,
                 }
             )
-    write_page(out / "index.html", index_page(f"vmxfuzz findings: {src}", entries))
+    write_page(out / "index.html", index_page(f"vmxfuzz findings: {src}", entries, coverage))
     print(f"wrote {out / 'index.html'} and {len(scs)} page(s)")
     return EXIT_CLEAN
 

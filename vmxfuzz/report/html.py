@@ -15,6 +15,7 @@ from ..differential import Finding
 from ..executor import Result
 from ..scenario import Scenario
 from ..variants import short_name
+from .coverage_html import coverage_section
 
 CSS = """
 body{font:13px/1.35 system-ui,sans-serif;margin:1.2em;color:#1b1b1b}
@@ -149,7 +150,9 @@ def scenario_page(sc: Scenario, source: str, results: list[Result], findings: li
     )
 
 
-def index_page(title: str, entries: list[dict[str, Any]]) -> str:
+def index_page(
+    title: str, entries: list[dict[str, Any]], coverage: dict[str, Any] | None = None
+) -> str:
     rows = "".join(
         f"<tr><td>{_esc(e['class'])}</td><td>{_esc(e['invariant'])}</td>"
         f"<td>{_esc(e['variant'])}</td><td><code>{_esc(e['site'])}</code></td>"
@@ -160,7 +163,8 @@ def index_page(title: str, entries: list[dict[str, Any]]) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>"
         f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1>"
         f"<table class='cache findings'><tr><th>class</th><th>invariant</th><th>variant</th>"
-        f"<th>site</th><th>reproducer</th></tr>{rows}</table></body></html>"
+        f"<th>site</th><th>reproducer</th></tr>{rows}</table>"
+        f"{coverage_section(coverage)}</body></html>"
     )
 
 
