@@ -22,6 +22,24 @@ ROOT = Path(__file__).resolve().parent.parent
 MAPPED = {"reference": "reference", "patched": "patched", "fuzz": "fuzz", "mutants": "mutants"}
 
 
+def import_farm(checkout: Path, dest: Path) -> Path:
+    """``dest/vmxfuzz`` built from links into ``checkout``; returns ``dest``."""
+    pkg = dest / "vmxfuzz"
+    pkg.mkdir(parents=True)
+    for entry in (checkout / "vmxfuzz").iterdir():
+        (pkg / entry.name).symlink_to(entry)
+    for name, src in MAPPED.items():
+        if (checkout / src).is_dir() and not (pkg / name).exists():
+            (pkg / name).symlink_to(checkout / src)
+    return dest
+
+
+def import_env(path: Path) -> dict[str, str]:
+    """The environment of a subprocess importing vmxfuzz from ``path`` (run it with a
+    working directory outside any checkout: ``''`` on sys.path would win)."""
+    return {**os.environ, "PYTHONPATH": str(path), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 class BaseTree:
     """A checkout of ``rev`` and an import path for it; remove with :meth:`close`."""
 
@@ -34,18 +52,11 @@ class BaseTree:
             check=True,
             capture_output=True,
         )
-        self.path = self.tmp / "import"
-        pkg = self.path / "vmxfuzz"
-        pkg.mkdir(parents=True)
-        for entry in (self.checkout / "vmxfuzz").iterdir():
-            (pkg / entry.name).symlink_to(entry)
-        for name, src in MAPPED.items():
-            if (self.checkout / src).is_dir() and not (pkg / name).exists():
-                (pkg / name).symlink_to(self.checkout / src)
+        self.path = import_farm(self.checkout, self.tmp / "import")
 
     def env(self) -> dict[str, str]:
         """The environment of a subprocess that imports this tree's vmxfuzz."""
-        return {**os.environ, "PYTHONPATH": str(self.path), "PYTHONDONTWRITEBYTECODE": "1"}
+        return import_env(self.path)
 
     def close(self) -> None:
         subprocess.run(

@@ -568,7 +568,12 @@ class Scheduler:
             and cls.step is Scheduler.step
             and cls._advance is Scheduler._advance
             and cls._record is Scheduler._record
+            and cls._nmi_trigger is Scheduler._nmi_trigger
         )
+        chooser = self.chooser
+        watch = chooser.nmi_labels
+        sets = (watch, chooser.preempt_labels, chooser.counted_labels)
+        counting = self.tracing or any(x is None or x for x in sets)
         while self.ended is None:
             runnable = [c for c in range(self.ncpus) if self.can_step(c)]
             commits = k.mem.actions() + self.late_ipis() if k.mem is not None else []
@@ -606,10 +611,10 @@ class Scheduler:
             if self.idle() and self.ended is None:
                 k.oracle.quiescent(k)
             elif fast and len(runnable) == 1 and isinstance(choice, int):
-                self._run_alone(choice)
+                self._run_alone(choice, watch, counting)
         return self.ended or "idle"
 
-    def _run_alone(self, c: int) -> None:
+    def _run_alone(self, c: int, watch: frozenset[str] | None, counting: bool) -> None:
         """The fast path: step CPU ``c`` in a tight loop while it is the only CPU that
         can step, until a step where a choice could matter.
 
@@ -618,9 +623,10 @@ class Scheduler:
         on a :class:`Wait` whose condition is re-checked before each step; anything
         that could change that (an IPI, NMI or task sent, a context pushed, finished
         or killed, a halt, the end) sets :attr:`changed` and ends the loop, as does
-        a pending that is not a plain step, a label the chooser may raise an NMI
-        before, and the step limit.  No schedule entry is consumed in between: there
-        was never more than one option.
+        a pending that is not a plain step and the step limit.  No schedule entry is
+        consumed in between: there was never more than one option.  The chooser is
+        asked about an NMI before the labels in ``watch`` (every label: None), as
+        :meth:`step` does; ``counting`` keeps per-label counts (someone reads them).
         """
         st = self.stacks[c]
         if self.ended is not None or not st or self.ipis[c] or self.nmi_pending[c]:
@@ -638,29 +644,24 @@ class Scheduler:
                 if not isinstance(p, Wait):
                     return
                 conds.append(p.cond)
-        watch = self.chooser.nmi_labels
-        more = self.chooser.preempt_labels
-        counted = self.chooser.counted_labels
-        if watch is None or more is None:
-            return
-        if more or counted:
-            watch = watch | more | (counted or frozenset())
         ctx = st[-1]
         send = ctx.gen.send
         counts = self.counts
         events = self.events
         tracing = self.tracing
-        counting = tracing or counted is None
         last = self.last
         limit = self.max_steps
         steps = self.steps
+        every = watch is None
+        if watch is None:
+            watch = frozenset()
         c = ctx.cpu
         k.cpu = c
         k.ctx = ctx
         self.changed = False
         label = ctx.pending
         try:
-            while type(label) is str and label not in watch:
+            while type(label) is str:
                 for cond in conds:
                     if cond():
                         return
@@ -669,6 +670,11 @@ class Scheduler:
                     self.steps = steps
                     self.end("step limit")
                     return
+                if every or label in watch:
+                    self.steps = steps
+                    if self._nmi_trigger(c, label):
+                        self._did(c, f"nmi@{label}")
+                        return  # the NMI runs first: the next step delivers it
                 ctx.label = label
                 if counting:
                     key = (c, label)
