@@ -192,9 +192,8 @@ def report(rev: str, results: dict[str, dict[str, dict[str, Any] | None]]) -> No
         if bench == "replay":
             for side, d in (("base", b), ("tree", t)):
                 ratios = ", ".join(f"{v} {d['floor'] / d[v]:.1f}x" for v in RATES[bench])
-                print(
-                    f"  {side}: bare-generator floor {d['floor']:,.0f} steps/s; floor/steps {ratios}"
-                )
+                floor = f"{d['floor']:,.0f}"
+                print(f"  {side}: bare-generator floor {floor} steps/s; floor/steps {ratios}")
         if bench == "explore":
             for v in RATES[bench]:
                 print(
