@@ -28,7 +28,7 @@ def kvm_init(k: Any, opaque: Any) -> Flow:
     k.cpus_hardware_enabled = set()
     r = yield from k.f.kvm_arch_hardware_setup(k, opaque)
     if r < 0:
-        return (yield from k.f.kvm_init_unwind(k, r, "out_free_0a"))
+        return (yield from k.f.kvm_init_unwind(k, r, "out_free_1"))
     for cpu in k.online_cpus():
         rtn = [0]
         c = (rtn, opaque)
@@ -36,5 +36,5 @@ def kvm_init(k: Any, opaque: Any) -> Flow:
             k, cpu, "check_processor_compat", lambda c=c: k.f.check_processor_compat(k, c)
         )
         if rtn[0] < 0:
-            return (yield from k.f.kvm_init_unwind(k, rtn[0], "out_free_1"))
+            return (yield from k.f.kvm_init_unwind(k, rtn[0], "out_free_2"))
     return (yield from k.f.kvm_init_register(k))

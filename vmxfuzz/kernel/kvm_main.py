@@ -189,7 +189,15 @@ def kvm_arch_vcpu_ioctl_run(k: Any, vcpu: VcpuVmx) -> Flow:
 
 def kvm_init_register(k: Any) -> Flow:
     """The tail of ``kvm_init``: from here on CPU hotplug, reboot and ``/dev/kvm``
-    reach KVM, so VM creation can race with the rest of the vendor module's init."""
+    reach KVM, so VM creation can race with the rest of the vendor module's init.
+
+    ``kvm_init`` (``virt/kvm/kvm_main.c``, 5.6.4 and 5.7.14) is modelled in three pieces
+    so that a patch changes only the piece it touches: the versions' ``kvm_init`` (arch
+    init, irqfd, cpumask, arch hardware setup, per-CPU compat check: the part the seed
+    changed), this tail (unchanged by the seed), and ``kvm_init_unwind`` (its error
+    labels).  A patch that moves ``misc_register`` overrides this function; one that
+    moves vendor work around ``kvm_init`` (e32b120071ea) overrides ``vmx_init`` and
+    ``vmx_exit`` (see ``examples/plugins/upstream/``)."""
     yield "kvm_init:cpuhp_setup_state_nocalls"
     k.hotplug_registered = True
     yield "kvm_init:register_reboot_notifier"
@@ -205,13 +213,16 @@ def kvm_init_register(k: Any) -> Flow:
 
 
 def kvm_init_unwind(k: Any, r: int, label: str) -> Flow:
-    """``kvm_init``'s error labels, in reverse order of the setup steps."""
+    """``kvm_init``'s error labels, in reverse order of the setup steps, with the
+    5.6.4 names: ``out_free_3`` (after the reboot notifier), ``out_free_2`` (after the
+    arch hardware setup: a compat check failed), ``out_free_1`` (the hardware setup
+    failed).  The two earliest failures (irqfd, cpumask) return inline in ``kvm_init``."""
     if label == "out_free_3":
         yield "kvm_init:unregister_reboot_notifier"
         k.reboot_notifier_registered = False
         yield "kvm_init:cpuhp_remove_state_nocalls"
         k.hotplug_registered = False
-    if label in ("out_free_3", "out_free_1"):
+    if label in ("out_free_3", "out_free_2"):
         yield from k.f.kvm_arch_hardware_unsetup(k)
     yield "kvm_init:free_cpumask"
     k.cpus_hardware_enabled = None
