@@ -42,7 +42,7 @@ def test_report_writes_an_index_and_a_page_per_reproducer(tmp_path: Path) -> Non
     assert main(["report", str(ROOT / "tests" / "regressions"), "-o", str(out)]) == 0
     pages = sorted(p.name for p in out.glob("*.html"))
     assert "index.html" in pages and len(pages) == 1 + len(
-        list((ROOT / "tests" / "regressions").glob("*.json"))
+        list((ROOT / "tests" / "regressions").rglob("*.json"))
     )
     index = (out / "index.html").read_text()
     assert "F01-crash-nmi-in-list-add-skips-vmclear.html" in index and ">fixed<" in index
