@@ -441,52 +441,35 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """One page per reproducer and an index, for `vmxfuzz fuzz` output or any folder."""
-    from .report.html import index_page, scenario_page, write_page
+    from .report.build import build_report
 
     src = Path(args.dir)
     if not src.is_dir():
         raise BadInput(f"{src}: (directory): not a directory")
     names = _variants(args.variant)
-    summary = src / "summary.json"
-    coverage = None
-    if summary.exists():
+    summary_path = src / "summary.json"
+    summary: dict[str, Any] | None = None
+    if summary_path.exists():
         try:
-            doc = json.loads(summary.read_text())
-            listed = doc["findings"]
-            coverage = doc.get("coverage")
+            summary = json.loads(summary_path.read_text())
+            listed = summary["findings"]
             files = [Path(f["reproducer"]) for f in listed]
-        except (ValueError, KeyError, TypeError) as e:
-            raise BadInput(f"{summary}: findings: not a vmxfuzz summary ({e})") from None
+            # a finding's other windows get pages too, where their files exist
+            files += [
+                Path(w["reproducer"])
+                for f in listed
+                for w in f.get("windows") or []
+                if isinstance(w, dict) and w.get("reproducer") and Path(w["reproducer"]).is_file()
+            ]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise BadInput(f"{summary_path}: findings: not a vmxfuzz summary ({e})") from None
+        files = list(dict.fromkeys(files))
     else:
         files = _scenario_files([str(src)])
     scs = [(f, load_any(f)) for f in files]
     out = Path(args.output) if args.output else src / "report"
-    entries = []
-    for path, sc in scs:
-        results, fnd = replay_one(sc, names)
-        page = f"{path.stem}.html"
-        write_page(out / page, scenario_page(sc, str(path), results, fnd))
-        rows = [(f.cls, f.invariant or "-", short_name(f.variant), f.site) for f in fnd] or [
-            (
-                "-",
-                ",".join(sorted(set().union(*(r.invariants for r in results)))) or "-",
-                ",".join(map(short_name, names)),
-                "-",
-            )
-        ]
-        for cls, inv, variant, site in rows:
-            entries.append(
-                {
-                    "class": cls,
-                    "invariant": inv,
-                    "variant": variant,
-                    "site": site,
-                    "page": page,
-                    "name": path.stem,
-                }
-            )
-    write_page(out / "index.html", index_page(f"vmxfuzz findings: {src}", entries, coverage))
-    print(f"wrote {out / 'index.html'} and {len(scs)} page(s)")
+    n = build_report(src, out, names, scs, summary, lambda sc: replay_one(sc, names))
+    print(f"wrote {out / 'index.html'} and {n} page(s)")
     return EXIT_CLEAN
 
 

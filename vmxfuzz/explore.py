@@ -435,16 +435,15 @@ class Explorer:
     deadline: float = float("inf")
     on_finding: Callable[[Finding], None] | None = None
     sleep_sets: bool = True
-    # A budget counted in runs (None: none); unlike the deadline, the same on any
-    # machine, so tests and reproducible measurements use it.
-    max_runs: int | None = None
     # Called with every run that finished (not cut by hashing or sleep sets): the
     # scenario and its result, e.g. to compare observable results with another variant.
     on_leaf: Callable[[Scenario, Result], None] | None = None
     # Observe op results: they become part of a state (see ``_Path.budget``), so a
     # state seen before is cut only if its results so far are the same too.
     observe: bool = False
-    max_runs: int | None = None  # a count bound: explore() stops after this many runs
+    # A budget counted in runs (None: none): explore() stops after this many; unlike
+    # the deadline, the same on any machine, so tests and measurements use it.
+    max_runs: int | None = None
     stats: Stats = field(default_factory=Stats)
     started: float = field(default_factory=time.monotonic)
     visited: dict[bytes, frozenset[Decision]] = field(default_factory=dict)
