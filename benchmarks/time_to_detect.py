@@ -7,10 +7,14 @@ a uniformly random step label of the models (any label, any CPU, nth 1..3), with
 looking at what the scenario executes. The Hypothesis engine draws NMI points from the
 steps the scenario actually executes (trace-guided).
 
-    python benchmarks/time_to_detect.py --seeds 20 --cap 20 [--engines hypothesis,naive,atheris]
+    python benchmarks/time_to_detect.py [--seeds 20] [--cap 15] [--engines hypothesis,atheris,naive]
+        [--mutants all|m01,m02 [--only-mutants]]
 
-Prints, per class, the median and spread (p25..p75) of seconds to first detection
-(a miss counts as the cap) and the naive/hypothesis ratio of medians.
+One class per root cause of docs/findings.md.  Prints, per class, the median and
+spread (p25..p75) of seconds to first detection (a miss counts as the cap) and the
+ratio of medians to the first engine's; with ``--mutants``, the time to kill each
+mutant per engine (the engines of ``vmxfuzz mutants``).  Use fewer ``--seeds`` for a
+quick look: every seed costs ``cap`` seconds per engine.
 """
 
 from __future__ import annotations
@@ -29,20 +33,48 @@ from vmxfuzz.machine.faults import SITES, FaultSpec
 from vmxfuzz.scenario import NESTED_OPS, Op, Scenario
 from vmxfuzz.sched import NmiSpec
 
-# class name -> predicate over a hit
+
+# One class per root cause of docs/findings.md (the id, then what the campaign sees).
+def _kexec(h: Hit, cls: str, kind: str) -> bool:
+    return h.cls == cls and h.invariant == "kexec-active-vmcs" and f"{kind}@" in h.site
+
+
+_SEED_ADD = ("@list_add:", "@smp_rmb:", "@crash_disable_local_vmclear:")
+_SEED_DEL = ("@list_del:", "@vmcs_clear:", "@smp_wmb:", "@loaded_vmcs_init:")
+_SHADOW_COPY = ("@vmcs_read:", "@vmcs_write:", "@vmcs_load:", "@vmcs_clear:")
+
 CLASSES: dict[str, Callable[[Hit], bool]] = {
-    "fixed kexec-active-vmcs (seed window)": lambda h: (
-        h.cls == "fixed" and h.invariant == "kexec-active-vmcs"
+    "F01 seed window, list_add side": lambda h: (
+        _kexec(h, "fixed", "vmcs") and any(s in h.site for s in _SEED_ADD)
     ),
-    "fixed oops (VMXON fault)": lambda h: h.cls == "fixed" and h.site == "kvm_cpu_vmxon:vmxon",
-    "regression oops (crash walk)": lambda h: (
+    "F02 seed window, __loaded_vmcs_clear side": lambda h: (
+        _kexec(h, "fixed", "vmcs") and any(s in h.site for s in _SEED_DEL)
+    ),
+    "F03 VMXON #GP oops (fixed)": lambda h: h.cls == "fixed" and h.site == "kvm_cpu_vmxon:vmxon",
+    "F04 crash walk, uninitialised list (regression)": lambda h: (
         h.cls == "regression" and h.site == "list_for_each_entry:load"
     ),
-    "shared oops (crash VMXOFF)": lambda h: h.cls == "shared" and h.site == "cpu_vmxoff:vmxoff",
-    "shared kexec-active-vmcs (shadow)": lambda h: (
-        h.cls == "shared" and h.invariant == "kexec-active-vmcs" and "shadow@" in h.site
+    "F05 crash VMXOFF #UD": lambda h: h.cls == "shared" and h.site == "cpu_vmxoff:vmxoff",
+    "F06 VMXON VMfail unnoticed": lambda h: (
+        h.cls == "shared" and h.site == "kvm_spurious_fault:check"
     ),
+    "F07 VM outlives failed vmx_init": lambda h: h.site == "kvm_x86_ops:load",
+    "F08 cached shadow VMCS at kexec": lambda h: (
+        _kexec(h, "shared", "shadow") and not any(s in h.site for s in _SHADOW_COPY)
+    ),
+    "F09 NMI in a shadow copy": lambda h: (
+        _kexec(h, "shared", "shadow") and any(s in h.site for s in _SHADOW_COPY)
+    ),
+    "F10/F11 VMXON fault on resume/hotplug (shared oops)": lambda h: (
+        h.cls == "shared" and h.site == "kvm_cpu_vmxon:vmxon"
+    ),
+    "F11 current-vmcs-stale (regression)": lambda h: (
+        h.cls == "regression" and h.invariant == "current-vmcs-stale"
+    ),
+    "F12 reboot IPI between VMPTRLD and ->cpu": lambda h: _kexec(h, "shared", "vmcs"),
 }
+# The classes only an NMI at the right step (or a deep interleaving) reaches.
+WINDOW_CLASSES = ("F01", "F02", "F05", "F09", "F12")
 
 
 class Timer:
@@ -201,12 +233,56 @@ def summarize(
     return out
 
 
+def mutant_kills(engines: list[str], seeds: int, cap: float, only: str) -> None:
+    """Time to kill each mutant of the catalogue, per engine (vmxfuzz.mutation's
+    engines: the same runs ``vmxfuzz mutants`` makes), median and p25..p75."""
+    import tempfile
+    from pathlib import Path
+
+    from vmxfuzz.mutation import ENGINES, EngineUnavailable, catalogue
+
+    mutants = [m for m in catalogue() if not only or m.id in only.split(",")]
+    print(f"\ntime to kill, {seeds} seeds, cap {cap:.0f}s (miss = cap)")
+    print("| mutant | " + " | ".join(f"{e} median [p25..p75] (killed)" for e in engines) + " |")
+    print("|---|" + "---|" * len(engines))
+    for m in mutants:
+        cells = []
+        for e in engines:
+            times = []
+            try:
+                for sd in range(seeds):
+                    res = ENGINES[e](m.pair, cap, sd, Path(tempfile.mkdtemp()))
+                    times.append(res.kill.seconds if res.kill else None)
+            except EngineUnavailable:
+                cells.append("unavailable")
+                continue
+            xs = sorted(t if t is not None else cap for t in times)
+            q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+            found = sum(t is not None for t in times)
+            cells.append(f"{statistics.median(xs):.2f}s [{q[0]:.2f}..{q[2]:.2f}] ({found}/{seeds})")
+        print(f"| {m.id} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--cap", type=float, default=20.0, help="seconds per engine and seed")
-    ap.add_argument("--engines", default="hypothesis,naive")
+    ap.add_argument("--cap", type=float, default=15.0, help="seconds per engine and seed")
+    ap.add_argument("--engines", default="hypothesis,atheris,naive")
+    ap.add_argument(
+        "--mutants",
+        default=None,
+        help="also time mutant kills: 'all' or comma-separated ids (engines hypothesis, "
+        "atheris, explore)",
+    )
+    ap.add_argument("--only-mutants", action="store_true", help="skip the findings table")
     args = ap.parse_args()
+    if args.mutants:
+        kill_engines = [e for e in args.engines.split(",") if e != "naive"]
+        if args.only_mutants:
+            mutant_kills(
+                kill_engines, args.seeds, args.cap, "" if args.mutants == "all" else args.mutants
+            )
+            return
     engines = {"hypothesis": run_hypothesis, "naive": run_naive, "atheris": run_atheris}
     names = args.engines.split(",")
     runs: dict[str, list[dict[str, float]]] = {n: [] for n in names}
@@ -234,6 +310,10 @@ def main() -> None:
         print(f"| {cls} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     if EXEC_RATE:
         print(f"\natheris harness: {statistics.median(EXEC_RATE):.0f} execs/s (median over seeds)")
+    if args.mutants:
+        mutant_kills(
+            kill_engines, args.seeds, args.cap, "" if args.mutants == "all" else args.mutants
+        )
 
 
 if __name__ == "__main__":
