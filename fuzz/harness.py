@@ -96,6 +96,17 @@ def _stats(force: bool = False) -> None:
         "coverage": SHAPES.coverage.to_json(),
     }
     write_text_atomic(OUT / ".stats" / f"{os.getpid()}.json", json.dumps(doc))
+    _save_coverage()
+
+
+def _save_coverage() -> None:
+    """Under ``coverage run`` (``tox -e fuzz-coverage``): save the data now.  libFuzzer
+    ends the process with C ``exit()``, which skips Python's atexit handlers, so
+    coverage.py would otherwise never write what it measured."""
+    cov_mod = sys.modules.get("coverage")
+    cov = cov_mod.Coverage.current() if cov_mod is not None else None
+    if cov is not None:
+        cov.save()
 
 
 def TestOneInput(data: bytes) -> None:
