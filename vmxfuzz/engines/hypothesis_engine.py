@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, Verbosity, event, given, seed, settings, target
+from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 
 from ..campaign import Hit, Key
@@ -55,6 +56,22 @@ def _check(exc: BaseException) -> None:
             raise ToolError(f"model or engine crashed: {e!r}") from e
 
 
+_SPENT = Scenario(())  # what the strategy yields once the budget is spent
+
+
+def _until(
+    strategy: st.SearchStrategy[Scenario], spent: Callable[[], bool]
+) -> st.SearchStrategy[Scenario]:
+    """``strategy`` until ``spent()``, then an empty scenario at no cost: a round's
+    remaining examples (and its target phase) must not run pre-runs past the budget."""
+
+    @st.composite
+    def draw_until(draw: st.DrawFn) -> Scenario:
+        return _SPENT if spent() else draw(strategy)
+
+    return draw_until()
+
+
 def hunt(
     new_hits: Callable[[Scenario], list[Hit]],
     on_found: Callable[[Hit, Scenario], None],
@@ -81,9 +98,11 @@ def hunt(
     """
     stats = stats if stats is not None else Stats()
     variants = split_pair(variant) or (variant,)
-    strategy = scenarios(variants=variants, nested=nested)
-    db = open_database(str(database)) if database else None  # a directory or redis://
     deadline = time.monotonic() + budget_s
+    strategy = _until(
+        scenarios(variants=variants, nested=nested), lambda: time.monotonic() >= deadline
+    )
+    db = open_database(str(database)) if database else None  # a directory or redis://
     examples = 0
     rnd = 0
     last: dict[Key, tuple[Hit, Scenario]] = {}

@@ -24,13 +24,15 @@ reachable.
 
 from __future__ import annotations
 
+import inspect
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from ..choosers.replay import ReplayChooser
 from ..executor import start
-from ..machine.hw import Cpu
+from ..machine.hw import Cpu, Hardware
 from ..scenario import Scenario
 from ..sched import TraceEvent
 
@@ -52,39 +54,53 @@ def _hw_state(cpu: Cpu) -> tuple[Any, ...]:
     )
 
 
-class HardwareWatch(ReplayChooser):
-    """Replays the scenario and, asked before every step (``nmi_labels`` is None),
-    notes the steps that come right after an action that changed the stepping CPU's
-    hardware state; it never raises an NMI itself."""
-
-    def __init__(self, base: Scenario) -> None:
-        super().__init__(base.schedule, (), base.faults)
-        self.after_hw: set[Point] = set()
-        self._last: dict[int, tuple[Any, ...]] = {}
-        self._left: dict[int, int] = defaultdict(int)
-
-    @property
-    def nmi_labels(self) -> frozenset[str] | None:
-        return None
-
-    def nmi(self, cpu: int, label: str, nth: int) -> str | None:
-        assert self.core is not None
-        now = _hw_state(self.core.k.hw.cpus[cpu])
-        before = self._last.get(cpu)
-        if before is not None and before != now:
-            self._left[cpu] = AFTER_HW_STEPS
-        self._last[cpu] = now
-        if self._left[cpu] > 0:
-            self.after_hw.add((cpu, label, nth))
-            self._left[cpu] -= 1
-        return None
+@cache
+def _instructions(hw_type: type[Hardware]) -> tuple[str, ...]:
+    """The hardware's per-CPU operations: public methods whose first parameter is the
+    CPU (``vmxon(c, ...)``, ``write_cr4_vmxe(c, ...)``, ...), found by signature."""
+    out = []
+    for name, fn in inspect.getmembers(hw_type, inspect.isfunction):
+        params = list(inspect.signature(fn).parameters)
+        if not name.startswith("_") and len(params) > 1 and params[1] == "c":
+            out.append(name)
+    return tuple(out)
 
 
 def recorded_run(base: Scenario, variant: str) -> tuple[list[TraceEvent], set[Point]]:
-    """Run ``base`` once; its trace and the steps right after a hardware change."""
-    watch = HardwareWatch(base)
-    result = start(base, variant, chooser=watch).finish()
-    return result.trace, watch.after_hw
+    """Run ``base`` once; its trace and the steps right after a hardware change.
+
+    Each per-CPU hardware operation of this run is wrapped to compare the CPU's
+    architectural state before and after it; a change marks the trace position, and
+    the next :data:`AFTER_HW_STEPS` steps of that CPU are the window.  (The run keeps
+    the core's fast path: nothing is asked per step.)
+    """
+    r = start(base, variant)
+    hw = r.k.hw
+    marks: list[tuple[int, int]] = []  # (cpu, index of the first step after the change)
+
+    def watched(op: Callable[..., Any]) -> Callable[..., Any]:
+        def call(c: int, *args: Any, **kwargs: Any) -> Any:
+            before = _hw_state(hw.cpus[c])
+            out = op(c, *args, **kwargs)
+            if _hw_state(hw.cpus[c]) != before:
+                marks.append((c, len(r.sched.events)))
+            return out
+
+        return call
+
+    for name in _instructions(type(hw)):
+        setattr(hw, name, watched(getattr(hw, name)))
+    trace = r.finish().trace
+    after: set[Point] = set()
+    for cpu, at in marks:
+        left = AFTER_HW_STEPS
+        for e in trace[at:]:
+            if left == 0:
+                break
+            if e.cpu == cpu and e.context not in ("crash", "mem"):
+                after.add((e.cpu, e.label, e.nth))
+                left -= 1
+    return trace, after
 
 
 def _fn(label: str) -> str:
