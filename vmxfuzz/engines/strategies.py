@@ -267,10 +267,7 @@ def faults(sites: Sequence[str] = tuple(sorted(SITES))) -> st.SearchStrategy[tup
             kind=st.sampled_from(SITES[site][0]),
         )
     )
-    # Half the examples inject nothing: most fault sites are in module init, and a
-    # failed init leaves nothing for the other ops to race with.
-    count = st.sampled_from((0, 0, 1, 2))
-    return count.flatmap(lambda n: st.lists(one, min_size=n, max_size=n)).map(tuple)
+    return st.lists(one, max_size=2).map(tuple)
 
 
 def _weak_entries(cpus: int) -> list[str]:
@@ -310,10 +307,14 @@ def pcts(cpus: int) -> st.SearchStrategy[Pct]:
     )
 
 
-# Pool weights.  Most NMIs go to a window step (masked, interior of a function,
-# right after a hardware change: vmxfuzz.engines.windows), many to one this CPU has
-# executed before; ``all`` keeps every step reachable.
-POOLS = ("all", "window", "masked", "interior", "after_hw", "repeat", "repeat")
+# Pool weights.  Most NMIs go to a window step (vmxfuzz.engines.windows: IRQs off,
+# right after a hardware change, inside a function between two of its actions), half
+# to one of the IRQs-off/hardware windows this CPU has executed before: the first
+# time a CPU runs a path it rarely has anything to lose.  ``all`` keeps every step
+# reachable.  (Measured on 300 generated scenarios, seed 1: reference violations in
+# 33 with these weights, 4 when NMIs were spread evenly over every window kind and
+# over flows first; docs/performance.md.)
+POOLS = ("all", "masked", "after_hw", "interior", "repeat", "repeat", "repeat")
 SCHEDULE_MODES = ("runs", "pct")
 
 
@@ -344,8 +345,8 @@ def scenarios(
     targets = NmiTargets.of(base, variants)
     nmis: list[NmiSpec] = []
     for _ in range(count if targets.all else 0):
-        pool_name = draw(st.sampled_from(POOLS))
-        cpu, label, nth = draw(st.sampled_from(targets.pool(pool_name)))
+        pool = targets.pool(draw(st.sampled_from(POOLS)))
+        cpu, label, nth = draw(st.sampled_from(pool))
         kind = draw(st.sampled_from(swarm.nmi_kinds))
         nmis.append(NmiSpec(cpu, label, nth, kind))
     return replace(base, nmis=tuple(nmis))
