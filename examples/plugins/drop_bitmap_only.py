@@ -7,6 +7,10 @@ Run it against 5.6 and against the real patch:
 
     vmxfuzz replay tests/regressions/F02-crash-nmi-in-loaded-vmcs-clear.json \\
         --variant patched,examples/plugins/drop_bitmap_only.py
+
+It only replaces functions its base has, so it needs no declarations (see
+``vmxfuzz.plugin`` for ``@new_function`` and ``override``), and it composes:
+``--variant reference+examples/plugins/drop_bitmap_only.py`` is the same variant.
 """
 
 from __future__ import annotations
