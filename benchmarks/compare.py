@@ -13,12 +13,17 @@ on both sides are used (``scenario.load``, ``executor.run``, ``differential``,
   bare-generator floor measured in the same process: a generator yielding one label
   per step, driven by ``send`` (the least a step can cost); ``floor/steps`` is how
   many times slower than that floor a model step is.
+* ``differential``: scenarios/s of ``run_both`` (reference, patched; no trace) on
+  the fixed 380-scenario sample stored with the goldens (``tests/goldens/sample.json``:
+  Hypothesis draws, NMIs, faults, weak memory) -- the same inputs on both sides, so
+  this isolates the executor from changes to the strategies.
 * ``explore``: states/s of ``vmxfuzz explore`` on the seed program with 1 NMI and the
   setup fixed (the documented bound), with its state and run counts (which must be
   equal on both sides).
 * ``campaign``: examples/s of a counted Hypothesis campaign (fixed seed, 100
   examples): draw a scenario with ``scenarios()`` and judge it on both variants, as
-  ``vmxfuzz fuzz`` does.
+  ``vmxfuzz fuzz`` does.  Each side uses its own strategy, so this includes what
+  the strategies spend on drawing (pre-runs for NMI placement, windows).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ("replay", "explore", "campaign")
+BENCHES = ("replay", "differential", "explore", "campaign")
 
 
 # ---- the worker: one benchmark, in whatever vmxfuzz is on the import path -------------
@@ -73,6 +78,21 @@ def bench_replay(seconds: float) -> dict[str, Any]:
         out[variant] = steps / dt
         out[f"{variant}_runs"] = runs / dt
     return out
+
+
+def bench_differential(seconds: float) -> dict[str, Any]:
+    from vmxfuzz.differential import run_both
+    from vmxfuzz.scenario import from_json
+
+    docs = json.loads((ROOT / "tests" / "goldens" / "sample.json").read_text())
+    scs = [from_json(d, f"sample/{i}") for i, d in enumerate(docs)]
+    n = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for sc in scs:
+            run_both(sc, keep_trace=False)
+            n += 1
+    return {"scenarios/s": n / (time.perf_counter() - t0)}
 
 
 def bench_explore(seconds: float) -> dict[str, Any]:
@@ -120,7 +140,12 @@ def bench_campaign(seconds: float) -> dict[str, Any]:
 
 
 def worker(bench: str, seconds: float) -> None:
-    fn = {"replay": bench_replay, "explore": bench_explore, "campaign": bench_campaign}[bench]
+    fn = {
+        "replay": bench_replay,
+        "differential": bench_differential,
+        "explore": bench_explore,
+        "campaign": bench_campaign,
+    }[bench]
     print(json.dumps(fn(seconds)))
 
 
@@ -148,6 +173,7 @@ def best(a: dict[str, Any] | None, b: dict[str, Any], rate_keys: list[str]) -> d
 
 RATES = {
     "replay": ["reference", "patched"],
+    "differential": ["scenarios/s"],
     "explore": ["reference", "patched"],
     "campaign": ["examples/s"],
 }
