@@ -93,6 +93,16 @@ def has_label(functions: object, label: str) -> bool:
         return True
     if label.startswith("nmi@"):
         label = label[4:]
-    fns = tuple(v for v in vars(functions).values() if inspect.isfunction(v))
-    plain, patterns = _namespace_labels(fns)
+    got = _BY_NAMESPACE.get(id(functions))
+    if got is None or got[0] is not functions:
+        if len(_BY_NAMESPACE) > 64:  # tests build many one-off namespaces
+            _BY_NAMESPACE.clear()
+        fns = tuple(v for v in vars(functions).values() if inspect.isfunction(v))
+        got = _BY_NAMESPACE[id(functions)] = (functions, *_namespace_labels(fns))
+    _, plain, patterns = got
     return label in plain or any(p.match(label) for p in patterns)
+
+
+# id(namespace) -> (namespace, labels, patterns); the namespace is kept so its id is
+# not reused (variants.build caches namespaces, so this stays small).
+_BY_NAMESPACE: dict[int, tuple[object, frozenset[str], tuple[re.Pattern[str], ...]]] = {}

@@ -348,9 +348,20 @@ class Scheduler:
         return bool(self.ipis[c]) and self.k.hw.cpus[c].irqs_enabled and not self.in_nmi(c)
 
     def can_step(self, c: int) -> bool:
-        cpu = self.k.hw.cpus[c]
-        if cpu.halted:
+        if self.k.hw.cpus[c].halted:
             return False
+        q = self.tasks[c]
+        if self.nmi_pending[c] or self.ipis[c] or self.migrated[c] or (q and q[0].preempt):
+            return self._can_step_rules(c)
+        # Nothing to deliver, resume or preempt with: only the current flow (or a
+        # queued task, on an idle CPU) can step -- the common case, decided at once.
+        st = self.stacks[c]
+        if st:
+            p = st[-1].pending
+            return not isinstance(p, Wait) or bool(p.cond())
+        return bool(q)
+
+    def _can_step_rules(self, c: int) -> bool:
         if self.nmi_pending[c] and not self.in_nmi(c):
             return True
         if self._deliverable_ipi(c):
