@@ -1,24 +1,28 @@
 """The ``vmxfuzz`` command line.
 
 Exit codes everywhere: 0 nothing found, 1 a violation or divergence found, 2 bad
-input (one message naming the file and field; no traceback, nothing half-written).
+input or a bad output path (one message naming the file and field; no traceback,
+nothing half-written), 3 explore incomplete (the bound was not exhausted), 4 an
+internal error: a bug in vmxfuzz, reported with its traceback, never a finding.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
+from .atomic import OutputError
 from .differential import Finding, run_both
 from .executor import Result, run
 from .report.terminal import finding_line, result_lines
-from .scenario import Scenario, ScenarioError, load
+from .scenario import Scenario, ScenarioError, load, loads, read_input
 from .variants import short_name
 
-EXIT_CLEAN, EXIT_FOUND, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_CLEAN, EXIT_FOUND, EXIT_BAD_INPUT, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
 
 class BadInput(Exception):
@@ -41,16 +45,44 @@ def _scenario_files(paths: list[str]) -> list[Path]:
     return files
 
 
-def load_any(path: Path) -> Scenario:
-    """A ``.json`` file is a scenario; anything else is a libFuzzer input (decoded)."""
-    if path.suffix == ".json":
-        return load(path)
+def _is_text(data: bytes) -> str | None:
+    """The text, if ``data`` is non-empty UTF-8 made of printable characters and
+    whitespace only: what an editor writes, never what libFuzzer's mutator does."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text or not all(c.isprintable() or c in "\t\n\r\f\v" for c in text):
+        return None
+    return text
+
+
+def load_any(path: Path, as_bytes: bool = False) -> Scenario:
+    """A scenario file (JSON) or a libFuzzer input (decoded).
+
+    ``.json`` files are scenarios.  Other files are scenarios when they are JSON text,
+    libFuzzer inputs when they are not text; a text file that is not JSON (a README)
+    is refused instead of being decoded into some scenario, unless ``as_bytes``.
+    """
+    data = read_input(path)
+    if not as_bytes:
+        text = None if path.suffix == ".json" else _is_text(data)
+        if path.suffix == ".json" or (text is not None and text.lstrip().startswith("{")):
+            return loads(data, str(path))
+        if text is not None:
+            raise BadInput(
+                f"{path}: (file): a text file, neither a scenario (JSON) nor a libFuzzer "
+                "input; pass --bytes to decode it as libFuzzer bytes anyway"
+            )
     from .fuzz.decoder import decode
 
-    try:
-        return decode(path.read_bytes())
-    except OSError as e:
-        raise BadInput(f"{path}: (file): cannot read: {e}") from None
+    return decode(data)
+
+
+def _seconds(value: float, opt: str) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise BadInput(f"{opt}: must be a finite positive number of seconds, not {value}")
+    return value
 
 
 def _variants(choice: str) -> list[str]:
@@ -77,9 +109,11 @@ def replay_one(sc: Scenario, names: list[str]) -> tuple[list[Result], list[Findi
 def cmd_replay(args: argparse.Namespace) -> int:
     names = _variants(args.variant)
     files = _scenario_files(args.scenario)
-    scenarios: list[tuple[Path, Scenario]] = [(f, load_any(f)) for f in files]  # all first
+    scenarios = [(f, load_any(f, args.bytes)) for f in files]  # all first
     if args.html and len(scenarios) != 1:
         raise BadInput("--html: takes exactly one scenario (use `vmxfuzz report DIR`)")
+    if args.html and Path(args.html).exists() and not Path(args.html).is_file():
+        raise BadInput(f"{args.html}: (--html): exists and is not a file")
     found = False
     docs: list[dict[str, Any]] = []
     show_trace = args.trace if args.trace is not None else len(scenarios) == 1
@@ -142,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the per-CPU trace (default: on for a single scenario)",
     )
     r.add_argument("--html", metavar="OUT.html", help="write the timeline page (one scenario)")
+    r.add_argument(
+        "--bytes",
+        action="store_true",
+        help="decode every file as a libFuzzer input (default: only files that are not text)",
+    )
     r.set_defaults(func=cmd_replay)
 
     rp = sub.add_parser("report", help="HTML timelines for a findings directory")
@@ -278,8 +317,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     from .fuzzcmd import fuzz
 
     _variants(args.variant)
-    if args.time <= 0:
-        raise BadInput(f"--time: must be positive, not {args.time}")
+    _seconds(args.time, "--time")
     if args.workers < 1:
         raise BadInput(f"--workers: must be at least 1, not {args.workers}")
     if args.db is not None:
@@ -379,10 +417,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
             raise BadInput(f"--{opt}: must not be negative, not {getattr(args, opt)}")
     if not 1 <= args.cpus <= 4:
         raise BadInput(f"--cpus: 1 to 4, not {args.cpus}")
-    if args.time is None:
+    if args.time is None:  # no --time: unbounded with --max-runs, else 60 s
         args.time = float("inf") if args.max_runs is not None else 60.0
-    if args.time <= 0:
-        raise BadInput(f"--time: must be positive, not {args.time}")
+    else:
+        _seconds(args.time, "--time")
     if args.max_runs is not None and args.max_runs < 1:
         raise BadInput(f"--max-runs: must be at least 1, not {args.max_runs}")
     kinds = tuple(k for k in args.nmi_kinds.split(",") if k)
@@ -468,6 +506,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         files = _scenario_files([str(src)])
     scs = [(f, load_any(f)) for f in files]
     out = Path(args.output) if args.output else src / "report"
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out}: (--output): exists and is not a directory")
     n = build_report(src, out, names, scs, summary, lambda sc: replay_one(sc, names))
     print(f"wrote {out / 'index.html'} and {n} page(s)")
     return EXIT_CLEAN
@@ -477,9 +517,11 @@ def cmd_decode(args: argparse.Namespace) -> int:
     path = Path(args.input)
     if path.suffix == ".json":
         raise BadInput(f"{path}: (file): already a scenario file")
-    if not path.is_file():
-        raise BadInput(f"{path}: (file): no such file")
-    sc = load_any(path)
+    if args.output and Path(args.output).exists():
+        raise BadInput(f"{args.output}: (--output): exists; choose a new file name")
+    from .fuzz.decoder import decode
+
+    sc = decode(read_input(path))
     if args.output:
         from .scenario import save
 
@@ -497,6 +539,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     scs = [(f, load(f)) for f in _scenario_files(args.scenario)]
     out = Path(args.output_dir)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out}: (--output-dir): exists and is not a directory")
     for f, sc in scs:
         try:
             data = encode(sc)
@@ -522,17 +566,60 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+def _safe(text: str) -> str:
+    """One printable line: control characters, newlines and lone surrogates escaped."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode()
+        for c in text
+    )
+
+
+REPORT = (
+    "vmxfuzz: this is a bug in vmxfuzz, not a finding in the models: please report it "
+    "to the vmxfuzz maintainers (the issue tracker of the repository you got it from) "
+    "with the command line, the input files and the traceback above"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # any string prints, escaped if need be
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
         return code
     except (ScenarioError, BadInput) as e:
-        print(f"vmxfuzz: error: {e}", file=sys.stderr)
+        print(f"vmxfuzz: error: {_safe(str(e))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OutputError as e:
+        msg = f"{e.filename}: (output): cannot write: {e.strerror}"
+        print(f"vmxfuzz: error: {_safe(msg)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:
         return EXIT_CLEAN
+    except OSError as e:
+        if e.filename is None:
+            return _internal_error()
+        # the file system refused a named path (read-only, not a directory, full)
+        print(f"vmxfuzz: error: {_safe(f'{e.filename}: (file): {e.strerror}')}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception:
+        return _internal_error()
+
+
+def _internal_error() -> int:
+    import platform
+    import traceback
+
+    from . import __version__
+
+    print("vmxfuzz: internal error", file=sys.stderr)
+    traceback.print_exc()
+    print(f"{REPORT} (vmxfuzz {__version__}, Python {platform.python_version()})", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

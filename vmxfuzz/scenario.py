@@ -10,6 +10,8 @@ that exist in the models), and names the file and field of the first problem.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import resources
@@ -24,6 +26,17 @@ from .sched import NmiSpec, RunEntry
 FORMAT = "vmxfuzz-scenario"
 VERSION = 4  # the newest format this reader knows; files are written at the lowest that fits
 VERSIONS = (1, 2, 3, 4)
+
+# Input limits (docs/scenarios.md, "Limits").  Far above anything an engine writes
+# (reproducers have tens of ops and schedule entries), low enough that a hostile or
+# broken file is refused in milliseconds instead of stalling validation or the models.
+MAX_FILE_BYTES = 4 << 20  # a scenario file or libFuzzer input
+MAX_OPS = 1_000
+MAX_SCHEDULE = 10_000
+MAX_NMIS = 100
+MAX_FAULTS = 100
+MAX_DEPTH = 8  # JSON nesting: a scenario needs 4 (top, expect, list, item)
+LIMITS = {"ops": MAX_OPS, "schedule": MAX_SCHEDULE, "nmis": MAX_NMIS, "faults": MAX_FAULTS}
 
 # op -> the fields it needs besides "cpu"
 OPS: dict[str, tuple[str, ...]] = {
@@ -149,35 +162,115 @@ class Scenario:
 @cache
 def schema(version: int = VERSION) -> dict[str, Any]:
     text = resources.files("vmxfuzz").joinpath(f"schema/scenario-v{version}.json").read_text()
-    return json.loads(text)
+    doc: dict[str, Any] = json.loads(text)
+    return doc
 
 
 def _pointer(path: Any) -> str:
-    parts = [str(p) for p in path]
+    parts = [str(p).replace("~", "~0").replace("/", "~1") for p in path]
     return "/" + "/".join(parts) if parts else "(top level)"
+
+
+def _is_integer(checker: Any, instance: Any) -> bool:
+    """JSON Schema counts ``2.0`` as an integer; the models index lists with it, so
+    only a literal integer (and never a boolean) is one here."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+@cache
+def _validator(version: int) -> Any:
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    cls = jsonschema.validators.extend(
+        base, type_checker=base.TYPE_CHECKER.redefine("integer", _is_integer)
+    )
+    return cls(schema(version))
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number with a fraction or exponent"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return f"an array of {len(value)}"
+    if isinstance(value, dict):
+        return "an object"
+    return "null"
+
+
+def _short(value: Any) -> str:
+    """A bounded, one-line rendering of a value for an error message."""
+    if isinstance(value, list | dict):
+        return _json_type(value)
+    text = json.dumps(value)  # escapes control characters and lone surrogates
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _message(e: Any) -> str:
+    """One short line for a schema error: jsonschema's own messages print the whole
+    offending value (megabytes for a huge array)."""
+    v, inst = e.validator, e.instance
+    if v == "type":
+        want = e.validator_value if isinstance(e.validator_value, list) else [e.validator_value]
+        return f"must be {' or '.join(want)}, not {_json_type(inst)} ({_short(inst)})"
+    if v == "const":
+        return f"must be {json.dumps(e.validator_value)}, not {_short(inst)}"
+    if v == "enum":
+        allowed = ", ".join(json.dumps(x) for x in e.validator_value)
+        return f"{_short(inst)} is not one of {allowed}"[:300]
+    if v in ("oneOf", "anyOf"):
+        subs = sorted({_message(c) for c in e.context if not c.relative_path})
+        return f"{_short(inst)} matches none of the allowed forms: {'; '.join(subs)}"[:300]
+    if v == "additionalProperties" and isinstance(inst, dict):
+        allowed = set(e.schema.get("properties", {}))
+        extra = [k for k in inst if k not in allowed]
+        return f"unknown field {_short(extra[0]) if extra else '?'} (see docs/scenarios.md)"
+    if v == "pattern":
+        return f"{_short(inst)} does not match {e.validator_value}"
+    msg = " ".join(str(e.message).split())
+    return msg if len(msg) <= 200 else msg[:197] + "..."
+
+
+def _error_order(e: Any) -> list[tuple[int, int, str]]:
+    return [(0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in e.absolute_path]
+
+
+def _check_limits(data: dict[str, Any], where: str) -> None:
+    """Sizes first: before jsonschema (which takes seconds on 100,000 entries)."""
+    for part, limit in LIMITS.items():
+        items = data.get(part)
+        if isinstance(items, list) and len(items) > limit:
+            raise ScenarioError(
+                where,
+                f"/{part}",
+                f"{len(items)} entries, more than the limit of {limit} (docs/scenarios.md)",
+            )
 
 
 def from_json(data: Any, where: str = "<scenario>") -> Scenario:
     """Validate and convert parsed JSON; raises :class:`ScenarioError`."""
-    import jsonschema
-
     version = data.get("version") if isinstance(data, dict) else None
-    if (
-        isinstance(data, dict)
-        and data.get("format") == FORMAT
-        and "version" in data
-        and version not in VERSIONS
-    ):
-        raise ScenarioError(
-            where,
-            "/version",
-            f"unsupported format version {version!r} (this reader knows {list(VERSIONS)})",
-        )
-    validator = jsonschema.Draft202012Validator(schema(version if version in VERSIONS else 1))
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    known = type(version) is int and version in VERSIONS
+    if isinstance(data, dict):
+        if data.get("format") == FORMAT and "version" in data and not known:
+            raise ScenarioError(
+                where,
+                "/version",
+                f"unsupported format version {_short(version)} (this reader knows "
+                f"the integers {', '.join(map(str, VERSIONS))})",
+            )
+        _check_limits(data, where)
+    validator = _validator(version if known else 1)
+    errors = sorted(validator.iter_errors(data), key=_error_order)
     if errors:
         e = errors[0]
-        raise ScenarioError(where, _pointer(e.absolute_path), e.message)
+        raise ScenarioError(where, _pointer(e.absolute_path), _message(e))
     cfg_in = data.get("config", {})
     config = Config(
         cpus=cfg_in.get("cpus", 2),
@@ -288,22 +381,115 @@ def from_json(data: Any, where: str = "<scenario>") -> Scenario:
     )
 
 
-def load(path: str | Path) -> Scenario:
-    """Read a scenario file; every problem is a :class:`ScenarioError`."""
-    p = Path(path)
+class _Duplicates(dict[str, Any]):
+    """An object that had a key twice (``json`` keeps the last one silently)."""
+
+    duplicate: str = ""
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) == len(pairs):
+        return d
+    out = _Duplicates(d)
+    seen: set[str] = set()
+    for k, _ in pairs:
+        if k in seen:
+            out.duplicate = k
+            break
+        seen.add(k)
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_tree(data: Any, where: str) -> None:
+    """Duplicate keys and nesting deeper than :data:`MAX_DEPTH`, with their pointer."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) >= MAX_DEPTH and isinstance(node, dict | list):
+            raise ScenarioError(
+                where, _pointer(path), f"nested deeper than {MAX_DEPTH} levels (docs/scenarios.md)"
+            )
+        if isinstance(node, _Duplicates):
+            raise ScenarioError(
+                where, _pointer((*path, node.duplicate)), "duplicate key (each field once)"
+            )
+        if isinstance(node, dict):
+            stack.extend((v, (*path, k)) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, (*path, i)) for i, v in enumerate(node))
+
+
+def parse(text: str, where: str) -> Any:
+    """Strict JSON: no NaN/Infinity, no duplicate keys, bounded nesting."""
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ScenarioError(str(p), "(file)", f"cannot read: {e}") from None
-    try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_pairs, parse_constant=_no_constant)
     except RecursionError:
-        raise ScenarioError(str(p), "(file)", "not a scenario: JSON nested too deeply") from None
+        raise ScenarioError(where, "(file)", "not a scenario: JSON nested too deeply") from None
     except json.JSONDecodeError as e:
         raise ScenarioError(
-            str(p), f"(line {e.lineno} column {e.colno})", f"not JSON: {e.msg}"
+            where, f"(line {e.lineno} column {e.colno})", f"not JSON: {e.msg}"
         ) from None
-    return from_json(data, str(p))
+    except ValueError as e:  # NaN, Infinity, an integer of thousands of digits
+        raise ScenarioError(where, "(file)", f"not JSON: {e}") from None
+    _check_tree(data, where)
+    return data
+
+
+def read_input(path: str | Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; anything else (a FIFO,
+    a device, a directory, a file too large) is a :class:`ScenarioError`.  Opened
+    non-blocking so a FIFO is refused instead of waiting for a writer."""
+    where = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise ScenarioError(where, "(file)", f"cannot read: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ScenarioError(where, "(file)", "is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise ScenarioError(
+                where, "(file)", "not a regular file (a FIFO, device or socket is not read)"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise ScenarioError(where, "(file)", f"cannot read: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise ScenarioError(
+            where, "(file)", f"larger than the limit of {limit >> 20} MiB (docs/scenarios.md)"
+        )
+    return b"".join(chunks)
+
+
+def loads(data: bytes, where: str) -> Scenario:
+    """A scenario from the bytes of a JSON file."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioError(
+            where, "(file)", f"not UTF-8 text: byte {e.start} ({data[e.start : e.start + 1]!r})"
+        ) from None
+    return from_json(parse(text, where), where)
+
+
+def load(path: str | Path) -> Scenario:
+    """Read a scenario file; every problem is a :class:`ScenarioError`."""
+    return loads(read_input(path), str(path))
 
 
 def save(scenario: Scenario, path: str | Path) -> None:
