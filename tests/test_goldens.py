@@ -33,3 +33,20 @@ def test_replays_identically_to_the_base(case: tuple[str, object, tuple[str, ...
         assert digest(full) == GOLDEN[name][variant], f"{name} on {variant}"
         lean = run(sc, variant, keep_trace=False)  # type: ignore[arg-type]
         assert lean.to_json() == full.to_json(), f"{name} on {variant} without a trace"
+
+
+def test_explore_state_counts_on_the_seed_bound_are_the_base_ones() -> None:
+    """The core's changes are invisible to state hashing: the documented bound (seed
+    program, 1 NMI, setup fixed) has the same states as on 155cb2b
+    (docs/performance.md)."""
+    from dataclasses import replace
+
+    from vmxfuzz.explore import Bound, Explorer
+    from vmxfuzz.scenario import load
+
+    seed = load(HERE.parent.parent / "examples" / "seed-nmi-in-list-add.json")
+    program = replace(seed, schedule=(), nmis=(), faults=())
+    for variant, states in (("reference", 634), ("patched", 572)):
+        ex = Explorer(program, variant, Bound(nmis=1, setup=4))
+        assert ex.explore()
+        assert ex.stats.states == states, variant
