@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, event, given, seed, settings
 from hypothesis import strategies as st
 
 from vmxfuzz.campaign import judge
@@ -37,7 +37,8 @@ def _shape_counts(n: int, seed_value: int = 1) -> Counter[str]:
     def probe(sc: Scenario) -> None:
         with observing() as seen:
             judge(sc, "both")
-        stats.add(seen.runs)
+        for shape in stats.add(seen.runs)[0]:
+            event(shape)  # pytest tests/test_reach.py --hypothesis-show-statistics
 
     probe()
     assert stats.examples == n
