@@ -185,10 +185,12 @@ def _entry(b: int, cpus: int, weak: bool) -> int | str:
     return f"late{(b - 192) % cpus}"
 
 
-def _entry_byte(e: int | str) -> int:
+def _entry_byte(e: object) -> int:
     """The byte :func:`_entry` decodes to ``e`` (CPUs are < 4 in the layout)."""
     if isinstance(e, int):
         return e
+    if not isinstance(e, str):
+        raise Unencodable(f"schedule entry {e!r} (anchored, format v4) is outside the byte layout")
     m = re.fullmatch(r"sb(\d)", e) or re.fullmatch(r"late(\d)", e)
     if m is not None:
         return (64 if e.startswith("sb") else 192) + int(m.group(1))

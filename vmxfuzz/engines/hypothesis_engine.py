@@ -4,7 +4,10 @@ A probe test runs generated scenarios through the campaign's judge.  A scenario 
 shows a finding not seen before raises an exception class made for that finding's
 key, so Hypothesis shrinks each distinct finding separately (``report_multiple_bugs``)
 and saves it in the example database (shared by workers, replayed by later runs).
-The last failing example seen per key is Hypothesis' shrunk one; the campaign then
+With ``shrink`` the last failing example seen per key is Hypothesis' shrunk one,
+handed over at the end of the round; without (the default) each new finding is
+handed over the moment the search sees it, so its ``found_after_s`` is the time of
+first detection (a round with a target phase can last minutes).  The campaign then
 makes it 1-minimal.  Rounds repeat with new seeds until the time budget is spent;
 keys already found no longer fail, so every round hunts for new ones.
 """
@@ -99,9 +102,13 @@ def hunt(
     stats = stats if stats is not None else Stats()
     variants = split_pair(variant) or (variant,)
     deadline = time.monotonic() + budget_s
-    strategy = _until(
-        scenarios(variants=variants, nested=nested), lambda: time.monotonic() >= deadline
-    )
+    stop: list[BaseException] = []  # raised by on_found: end the hunt
+    reported: set[Key] = set()
+
+    def spent() -> bool:
+        return bool(stop) or time.monotonic() >= deadline
+
+    strategy = _until(scenarios(variants=variants, nested=nested), spent)
     db = open_database(str(database)) if database else None  # a directory or redis://
     examples = 0
     rnd = 0
@@ -129,7 +136,7 @@ def hunt(
         @given(strategy)
         def probe(sc: Scenario) -> None:
             nonlocal examples
-            if time.monotonic() >= deadline:
+            if spent():
                 return
             examples += 1
             if tick is not None:
@@ -140,10 +147,20 @@ def hunt(
             for shape in shapes:
                 event(shape)
             target(float(novelty), label="novelty")
-            if hits:
-                hit = hits[0]
-                last[hit.key] = (hit, sc)
-                raise _exception_for(hit.key)()
+            if not hits:
+                return
+            if shrink:
+                last[hits[0].key] = (hits[0], sc)  # Hypothesis' shrunk one, at round end
+            else:  # record now: found_after_s is when the search saw it
+                for hit in hits:
+                    if hit.key not in reported:
+                        reported.add(hit.key)
+                        try:
+                            on_found(hit, sc)
+                        except BaseException as e:  # the caller stops the hunt
+                            stop.append(e)
+                            return
+            raise _exception_for(hits[0].key)()  # so Hypothesis saves it in the database
 
         try:
             probe()
@@ -151,6 +168,8 @@ def hunt(
             if isinstance(exc, KeyboardInterrupt):
                 raise
             _check(exc)
+        if stop:
+            raise stop[0]
         for hit, sc in last.values():
             on_found(hit, sc)
         rnd += 1

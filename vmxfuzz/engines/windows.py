@@ -55,11 +55,11 @@ def _hw_state(cpu: Cpu) -> tuple[Any, ...]:
 
 
 @cache
-def _instructions(hw_type: type[Hardware]) -> tuple[str, ...]:
+def _instructions() -> tuple[str, ...]:
     """The hardware's per-CPU operations: public methods whose first parameter is the
     CPU (``vmxon(c, ...)``, ``write_cr4_vmxe(c, ...)``, ...), found by signature."""
     out = []
-    for name, fn in inspect.getmembers(hw_type, inspect.isfunction):
+    for name, fn in inspect.getmembers(Hardware, inspect.isfunction):
         params = list(inspect.signature(fn).parameters)
         if not name.startswith("_") and len(params) > 1 and params[1] == "c":
             out.append(name)
@@ -88,7 +88,7 @@ def recorded_run(base: Scenario, variant: str) -> tuple[list[TraceEvent], set[Po
 
         return call
 
-    for name in _instructions(type(hw)):
+    for name in _instructions():
         setattr(hw, name, watched(getattr(hw, name)))
     trace = r.finish().trace
     after: set[Point] = set()
