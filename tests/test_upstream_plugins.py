@@ -27,7 +27,8 @@ F05 = UPSTREAM / "aec511ad_eat_faults_on_vmxoff_in_reboot.py"
 F08 = UPSTREAM / "a0ee1d5f_flush_shadow_vmcs_on_emergency_reboot.py"
 PREP = UPSTREAM / "4f8396b9_kvm_x86_vendor_init.py"
 F07 = UPSTREAM / "e32b1200_all_init_before_dev_kvm.py"
-ALL = "+".join(["patched", *(str(p) for p in (F04, F05, F08, PREP, F07))])
+DEV_KVM_LAST = UPSTREAM / "2b012812_register_dev_kvm_last.py"
+ALL = "+".join(["patched", *(str(p) for p in (F04, F05, F08, DEV_KVM_LAST, PREP, F07))])
 
 REGRESSIONS = ROOT / "tests" / "regressions"
 # Reproducers of holes the upstream fixes leave (found by these differentials; both
@@ -55,6 +56,9 @@ EXPECTED: dict[str, dict[str, set[tuple[str, str | None]]]] = {
     },
     str(PREP): F04_FIX,  # the series' first steps leave both windows open
     str(F07): F07_FIX,
+    # Moves only the syscore ops before misc_register: no kept reproducer reaches that
+    # window (explore of module_load || create_vm || suspend found none in 4,000 runs).
+    str(DEV_KVM_LAST): {},
     ALL: {
         "F04-crash-walks-uninitialised-list": {("fixed", "oops")},
         "F05-crash-between-cr4-vmxe-and-vmxon": {("fixed", "oops")},
