@@ -8,9 +8,10 @@ function and step label, and the context (task / ipi / nmi / crash).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from .causes import Cause, History, Killed, caller_of, explain
 from .kernel.list import ListHead, WalkHang, ring
 from .machine.errors import InitdataAfterInit, MachineFault, UseAfterFree
 from .machine.hw import Vmcs
@@ -49,6 +50,11 @@ class Violation:
     function: str | None = None
     label: str | None = None
     objects: tuple[str, ...] = ()
+    fault_kind: str = ""  # the MachineFault class behind a fault-reported violation
+    # Why the invariant broke (vmxfuzz/causes.py), judged when it was reported.
+    cause: str = ""
+    cause_text: str = ""
+    consequence_of: str | None = None
 
     @property
     def site(self) -> str:
@@ -76,14 +82,30 @@ class Oracle:
     _enable_snapshot: dict[int, tuple[bool, bool, bool]] = field(default_factory=dict)
     kexec_checked: bool = False
     _k: Any = None
+    history: History = field(default_factory=History)
 
     # ---- recording -------------------------------------------------------------------
-    def report(self, v: Violation) -> None:
+    def report(self, v: Violation) -> Violation | None:
+        """Record ``v`` (once per invariant, site and objects) with its cause."""
         key = (v.invariant, v.site, v.objects)
         if key in self._seen:
-            return
+            return None
         self._seen.add(key)
+        c: Cause = explain(self._k, self.history, v)
+        v = replace(v, cause=c.id, cause_text=c.text, consequence_of=c.consequence_of)
         self.violations.append(v)
+        return v
+
+    # ---- history for the cause analysis (cheap: a dict write each) ---------------------
+    def vmx_event(self, cpu: int, event: str, vmcs: Vmcs | None = None) -> None:
+        if event == "cache-shadow":
+            self.history.activate(cpu, vmcs, "vm-entry")
+        else:
+            self.history.vmx(cpu, event)
+
+    def crash_vmclear(self, k: Any, fn: str | None) -> None:
+        """CPU ``k.cpu`` runs the crash path's VMCLEAR step, finding callback ``fn``."""
+        self.history.crash_walk[k.cpu] = fn
 
     def _here(self, k: Any, invariant: str, detail: str, objects: tuple[str, ...] = ()) -> None:
         ctx = k.ctx
@@ -111,7 +133,7 @@ class Oracle:
         else:
             inv = "oops"
         label = ctx.label
-        self.report(
+        v = self.report(
             Violation(
                 inv,
                 f"{fault.detail} (in {ctx.context_kind} context, {ctx.name})",
@@ -120,11 +142,18 @@ class Oracle:
                 function=_function_of(label) or ctx.name,
                 label=label or None,
                 objects=(*tuple(fault.objects), f"CPU {ctx.cpu}"),
+                fault_kind=type(fault).__name__,
             )
         )
+        if v is not None and not ctx.crash:
+            # The task dies holding what it holds: later hangs are its consequences.
+            held = [n for n, owner in k.locks.items() if owner == ctx.cpu]
+            held += [f"{n}->mutex" for n, vc in k.vcpus.items() if peek(vc, "mutex") == ctx.cpu]
+            self.history.killed.append(Killed(ctx.cpu, ctx.name, tuple(held), v.cause))
 
     def vmptrld(self, cpu: int, vmcs: Vmcs, k: Any = None) -> None:
         k = k or self._k
+        self.history.activate(cpu, vmcs, "vmptrld")
         others = [c.id for c in k.hw.cpus if c.id != cpu and vmcs in c.cache]
         if others:
             self._here(
@@ -156,6 +185,8 @@ class Oracle:
         self.unset = False
 
     def hook_called(self, k: Any, hook: str) -> None:
+        if hook == "hardware_disable":
+            self.history.hw_disabled.add(k.cpu)
         if hook == "hardware_enable":
             cpu = k.hw.cpus[k.cpu]
             self._enable_snapshot[k.cpu] = (
@@ -179,6 +210,10 @@ class Oracle:
             self.setup_done = True
             self.unset = False
         if hook == "hardware_enable" and ret:
+            self.history.enable_failed[k.cpu] = (
+                ret,
+                caller_of(k.ctx, "hardware_enable_nolock") or caller_of(k.ctx, "call_op"),
+            )
             cpu = k.hw.cpus[k.cpu]
             before = self._enable_snapshot.get(k.cpu)
             after = (cpu.cr4_vmxe, cpu.cr4_shadow_vmxe, cpu.pt_vmx_off)

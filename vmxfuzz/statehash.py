@@ -33,7 +33,7 @@ from .machine.faults import FaultPlan
 # Attributes that are history, not state (per class name: the walk is generic).
 SKIP: dict[str, frozenset[str]] = {
     "Kernel": frozenset({"warnings", "faults", "f", "config", "ctx", "cpu"}),
-    "Oracle": frozenset({"violations", "_seen", "kexec_checked", "_k"}),
+    "Oracle": frozenset({"violations", "_seen", "kexec_checked", "_k", "history"}),
     "Hardware": frozenset({"faults", "observer"}),
     "Driver": frozenset({"results"}),
     "_Driver": frozenset({"results", "ops"}),

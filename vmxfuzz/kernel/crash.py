@@ -23,6 +23,7 @@ def _never() -> bool:
 def cpu_crash_vmclear_loaded_vmcss(k: Any) -> Flow:
     yield "cpu_crash_vmclear_loaded_vmcss:rcu_dereference"
     fn = k.crash_vmclear_loaded_vmcss
+    k.oracle.crash_vmclear(k, fn)  # history for the cause analysis, not a judgement
     if fn:
         yield from getattr(k.f, fn)(k)
 

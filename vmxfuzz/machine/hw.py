@@ -47,6 +47,8 @@ class Observer(Protocol):
 
     def vmcs_freed(self, vmcs: Vmcs) -> None: ...
 
+    def vmx_event(self, cpu: int, event: str, vmcs: Vmcs | None = None) -> None: ...
+
 
 @dataclass
 class Cpu:
@@ -76,12 +78,20 @@ class Hardware:
     faults: FaultPlan
     observer: Observer
 
+    def _note(self, c: int, event: str, vmcs: Vmcs | None = None) -> None:
+        """Tell the observer about a VMX-operation transition (the cause analysis
+        keeps each CPU's last one: vmxfuzz/causes.py)."""
+        note = getattr(self.observer, "vmx_event", None)
+        if note is not None:
+            note(c, event, vmcs)
+
     # ---- CR4 ---------------------------------------------------------------------
     def write_cr4_vmxe(self, c: int, value: bool) -> None:
         cpu = self.cpus[c]
         if not value and cpu.vmx_root:
             raise CpuException("GP", "clearing CR4.VMXE in VMX operation")
         cpu.cr4_vmxe = value
+        self._note(c, "cr4-vmxe-set" if value else "cr4-vmxe-clear")
 
     # ---- VMX ---------------------------------------------------------------------
     def _need_root(self, c: int, insn: str) -> Cpu:
@@ -95,6 +105,16 @@ class Hardware:
             raise UseAfterFree(f"{insn} of freed {vmcs.describe()}", (str(peek(vmcs, "name")),))
 
     def vmxon(self, c: int, region: KObject | None) -> VmFail | None:
+        try:
+            r = self._vmxon(c, region)
+        except CpuException:
+            self._note(c, "vmxon-fault")
+            raise
+        if r is None or not self.cpus[c].vmx_root:
+            self._note(c, "vmxon" if r is None else "vmxon-vmfail")
+        return r
+
+    def _vmxon(self, c: int, region: KObject | None) -> VmFail | None:
         cpu = self.cpus[c]
         injected = self.faults.check("vmxon", c)
         if not cpu.cr4_vmxe:
@@ -116,6 +136,7 @@ class Hardware:
     def vmxoff(self, c: int) -> None:
         cpu = self._need_root(c, "VMXOFF")
         cpu.vmx_root = False  # the VMCS cache is NOT flushed or written back
+        self._note(c, "vmxoff")
 
     def vmclear(self, c: int, vmcs: Vmcs) -> VmFail | None:
         cpu = self._need_root(c, "VMCLEAR")
@@ -172,9 +193,12 @@ class Hardware:
         if not launch and state != LAUNCHED:
             return VmFail("VMfailValid", "VMRESUME with non-launched VMCS")
         cpu.cache[cur] = LAUNCHED
-        if cur.shadowing and isinstance(cur.link, Vmcs) and not is_freed(cur.link):
-            # The processor may cache the shadow VMCS; model the worst case: it does.
-            cpu.cache.setdefault(cur.link, CLEAR)
+        link = cur.link
+        # The processor may cache the shadow VMCS; model the worst case: it does.
+        if cur.shadowing and isinstance(link, Vmcs) and not is_freed(link):  # noqa: SIM102
+            if link not in cpu.cache:
+                cpu.cache[link] = CLEAR
+                self._note(c, "cache-shadow", link)
         return None
 
     def active_on(self, vmcs: Vmcs) -> list[int]:
