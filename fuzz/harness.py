@@ -28,12 +28,13 @@ import sys
 import time
 from pathlib import Path
 from types import FunctionType
+from typing import Any
 
 import atheris
 
 with atheris.instrument_imports(include=["vmxfuzz"]):
     from vmxfuzz.atomic import write_text_atomic
-    from vmxfuzz.campaign import Key, judge, slug
+    from vmxfuzz.campaign import judge, slug
     from vmxfuzz.coverage import Stats, observing
     from vmxfuzz.fuzz.decoder import decode
     from vmxfuzz.variants import BUILTIN, SHARED_MODULES, VERSION_MODULES, build, split_pair
@@ -71,15 +72,20 @@ class Finding(Exception):
     """A new finding in a class listed in ``VMXFUZZ_FAIL_ON``: stops libFuzzer."""
 
 
-def _known() -> set[Key]:
+def _known() -> set[Any]:
+    """The (key, window) pairs the campaign's summary already holds."""
     try:
         doc = json.loads((OUT / "summary.json").read_text())
-        return {(f["class"], f["invariant"], f["site"]) for f in doc.get("findings", [])}
-    except (OSError, ValueError, KeyError, TypeError):
+        return {
+            ((f["class"], f["invariant"], f["cause"]), tuple(dict(w["sites"]).items()))
+            for f in doc.get("findings", [])
+            for w in f.get("windows", [])
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return set()
 
 
-SEEN: set[Key] = _known()
+SEEN: set[Any] = _known()
 STATS = {"execs": 0, "last": 0.0}
 SHAPES = Stats()
 
@@ -117,9 +123,9 @@ def TestOneInput(data: bytes) -> None:
     SHAPES.add(seen.runs)
     stop = []
     for h in hits:
-        if h.key in SEEN:
+        if h.ident in SEEN:
             continue
-        SEEN.add(h.key)
+        SEEN.add(h.ident)
         digest = hashlib.sha1(data).hexdigest()[:12]
         write_text_atomic(OUT / ".pending" / f"{slug(h.key)}-{digest}.json", sc.dumps())
         if h.cls in FAIL_ON:

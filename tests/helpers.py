@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from vmxfuzz.campaign import keys
+from vmxfuzz.differential import roots
 from vmxfuzz.executor import Result
 from vmxfuzz.fuzzcmd import fuzz
 from vmxfuzz.kernel.state import Config
@@ -97,3 +98,12 @@ def violations(r: Result) -> list[tuple[str, str, str | None, int | None]]:
 def drain(flow: Any) -> list[Any]:
     """Run a model flow to completion outside any scheduler; return what it yielded."""
     return list(flow)
+
+
+def assert_causes(sc: Any, d: Any) -> None:
+    """The ``causes`` an ``expect`` block pins: each variant's root causes (violations
+    that are not consequences of another in the same run)."""
+    assert "causes" in sc.expect, "every pinned reproducer pins its causes"
+    for name, res in (("reference", d.reference), ("patched", d.patched)):
+        got = sorted({v.cause for v in roots(res)[0]})
+        assert got == sorted(sc.expect["causes"][name]), name

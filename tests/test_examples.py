@@ -14,8 +14,9 @@ from typing import Any
 
 import jsonschema
 import pytest
-from helpers import EXAMPLES, ROOT, example_files
+from helpers import EXAMPLES, ROOT, assert_causes, example_files
 
+from vmxfuzz.causes import is_cause_id
 from vmxfuzz.differential import CLASSES, run_both
 from vmxfuzz.oracle import INVARIANTS
 from vmxfuzz.scenario import FORMAT, NESTED_OPS, load
@@ -44,10 +45,11 @@ def test_the_examples_are_there() -> None:
 @pytest.mark.parametrize("path", FILES, ids=IDS)
 def test_expect_block_is_well_formed(path: Path) -> None:
     expect = json.loads(path.read_text())["expect"]
-    assert set(expect) == {"reference", "patched", "classes"}
+    assert set(expect) == {"reference", "patched", "classes", "causes"}
     for key in ("reference", "patched"):
         assert set(expect[key]) <= set(INVARIANTS)
         assert len(expect[key]) == len(set(expect[key]))
+        assert all(is_cause_id(c) for c in expect["causes"][key])
     assert set(expect["classes"]) <= set(CLASSES)
 
 
@@ -59,6 +61,7 @@ def test_replays_with_exactly_its_expect_block(path: Path) -> None:
     assert sorted(d.reference.invariants) == sorted(sc.expect["reference"])
     assert sorted(d.patched.invariants) == sorted(sc.expect["patched"])
     assert sorted({f.cls for f in d.findings}) == sorted(set(sc.expect["classes"]))
+    assert_causes(sc, d)
     if not sc.expect["classes"]:
         assert d.findings == [], "a clean example has no behaviour difference either"
 

@@ -25,29 +25,43 @@ KILLS = sorted((ROOT / "mutants" / "kills").glob("*.json"))
 MUTANTS = catalogue()
 BY_ID = {m.id: m for m in MUTANTS}
 
-# What each shipped kill scenario shows for ``patched,<mutant>``: (class, invariant).
-PINNED: dict[str, tuple[str, str | None]] = {
-    "M01": ("behaviour", None),
-    "M02": ("regression", "oops"),
-    "M03": ("regression", "vmcs-active-on-two-cpus"),
-    "M04": ("regression", "list-corrupt"),
-    "M06": ("regression", "vmxe-leak"),
-    "M07": ("regression", "vmxe-leak"),
-    "M08": ("regression", "oops"),
-    "M09": ("regression", "kexec-active-vmcs"),
-    "M10": ("regression", "kexec-active-vmcs"),
-    "M12": ("regression", "vmcs-active-on-two-cpus"),
-    "M13": ("regression", "list-corrupt"),
-    "M14": ("regression", "kexec-active-vmcs"),
-    "M15": ("regression", "kexec-active-vmcs"),
-    "M16": ("regression", "current-vmcs-stale"),
-    "M17": ("regression", "oops"),
-    "M18": ("regression", "vmcs-active-on-two-cpus"),
-    "M19": ("regression", "current-vmcs-stale"),
-    "M20": ("regression", "kexec-active-vmcs"),
-    "M21": ("regression", "use-after-free"),
-    "M23": ("regression", "kexec-active-vmcs"),
-    "M24": ("regression", "oops"),
+# What each shipped kill scenario shows for ``patched,<mutant>``: (class, invariant,
+# cause).  The kill files compare patched against the mutant, so the pin lives here
+# rather than in an ``expect`` block (whose variants are reference and patched).
+PINNED: dict[str, tuple[str, str | None, str]] = {
+    "M01": ("behaviour", None, "behaviour/run_vcpu:interrupted->0"),
+    "M02": ("regression", "oops", "oops/list-poison-deref"),
+    "M03": (
+        "regression",
+        "vmcs-active-on-two-cpus",
+        "vmcs-active-on-two-cpus/not-cleared-on-previous-cpu",
+    ),
+    "M04": ("regression", "list-corrupt", "list-corrupt/active-vmcs-not-listed"),
+    "M06": ("regression", "vmxe-leak", "vmxe-leak/cr4-vmxe-cr4-shadow-vmxe-left-changed"),
+    "M07": ("regression", "vmxe-leak", "vmxe-leak/pt-stopped-left-changed"),
+    "M08": ("regression", "oops", "oops/invept-outside-vmx-after-vmxon-fault"),
+    "M09": ("regression", "kexec-active-vmcs", "kexec-active-vmcs/listed-but-walk-missed-it"),
+    "M10": ("regression", "kexec-active-vmcs", "kexec-active-vmcs/listed-but-walk-missed-it"),
+    "M12": (
+        "regression",
+        "vmcs-active-on-two-cpus",
+        "vmcs-active-on-two-cpus/not-cleared-on-previous-cpu",
+    ),
+    "M13": ("regression", "list-corrupt", "list-corrupt/active-vmcs-not-listed"),
+    "M14": ("regression", "kexec-active-vmcs", "kexec-active-vmcs/listed-but-walk-missed-it"),
+    "M15": ("regression", "kexec-active-vmcs", "kexec-active-vmcs/never-linked"),
+    "M16": ("regression", "oops", "oops/vmptrld-outside-vmx-after-ignored-enable-failure"),
+    "M17": ("regression", "oops", "oops/uninitialised-loaded-vmcs-list"),
+    "M18": (
+        "regression",
+        "vmcs-active-on-two-cpus",
+        "vmcs-active-on-two-cpus/not-cleared-on-previous-cpu",
+    ),
+    "M19": ("regression", "current-vmcs-stale", "current-vmcs-stale/variable-names-cleared-vmcs"),
+    "M20": ("regression", "kexec-active-vmcs", "kexec-active-vmcs/unlinked-before-vmclear"),
+    "M21": ("regression", "use-after-free", "use-after-free/freed-object-touched"),
+    "M23": ("regression", "kexec-active-vmcs", "kexec-active-vmcs/no-crash-callback"),
+    "M24": ("regression", "oops", "oops/uninitialised-loaded-vmcs-list"),
 }
 
 
@@ -112,7 +126,7 @@ def test_kill_replays_as_a_kill(path: Path, capsys: pytest.CaptureFixture[str]) 
     code = main(["replay", str(path), "--variant", m.pair, "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert code == 1
-    shown = {(f["class"], f["invariant"]) for f in doc["findings"]}
+    shown = {(f["class"], f["invariant"], f["cause"]) for f in doc["findings"]}
     assert PINNED[m.id] in shown
     # and it is the mutant's doing: patched against itself shows nothing
     assert not mutation.kill_hits(load(path), "patched,patched")

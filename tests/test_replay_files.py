@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from helpers import assert_causes
 
 from vmxfuzz.differential import run_both
 from vmxfuzz.scenario import load, schema
@@ -34,6 +35,7 @@ def test_replays_with_expected_verdict(path: Path) -> None:
     assert sorted(d.reference.invariants) == sorted(sc.expect["reference"])
     assert sorted(d.patched.invariants) == sorted(sc.expect["patched"])
     assert sorted({f.cls for f in d.findings}) == sorted(sc.expect["classes"])
+    assert_causes(sc, d)
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -56,7 +58,9 @@ def test_seed_example_is_the_seed_bug() -> None:
     d = run_both(load(ROOT / "examples" / "seed-nmi-in-list-add.json"))
     (f,) = d.findings
     assert (f.cls, f.invariant, f.variant) == ("fixed", "kexec-active-vmcs", "reference")
+    assert f.cause == "kexec-active-vmcs/crash-vmclear-disabled"
     assert f.site == "machine_kexec:vmcs@list_add:publish"
+    assert f.sites == (("reference", f.site), ("patched", None))
     (v,) = d.reference.violations
     assert v.cpu == 0 and v.context == "crash"
     assert any("vcpu0.vmcs01" in o for o in v.objects)

@@ -1,8 +1,10 @@
 """Engine-agnostic campaign bookkeeping: judge scenarios, deduplicate findings,
 minimise each new one, and write reproducers and ``summary.json`` as they arrive.
 
-A finding is identified by (class, invariant, site); for a single-variant campaign
-the class is ``violation``.  Every write is atomic (temp file + rename), and
+A finding is identified by (class, invariant, cause) (vmxfuzz/causes.py); the sites
+where CPUs were interrupted are its *windows*, each kept with its first reproducer.
+For a single-variant campaign the class is ``violation``.  Every write is atomic
+(temp file + rename), and
 ``summary.json`` is rewritten after each new finding, so a campaign killed at any
 moment leaves a valid summary and only complete reproducers.
 """
@@ -20,26 +22,47 @@ from .anchor import anchor
 from .atomic import write_text_atomic
 from .confirm import DEFAULT_MAX_RUNS, confirm_behaviour
 from .coverage import Stats
-from .differential import classify
+from .differential import Causes, Pair, classify, key_text, roots
 from .executor import run
 from .minimize import minimize
 from .scenario import Scenario
 from .variants import split_pair
 
 Key = tuple[str, str, str]
+# A window of a finding: each variant's site of its cause, (variant, site) pairs.
+Window = tuple[tuple[str, str | None], ...]
 
 
 @dataclass(frozen=True)
 class Hit:
+    """One finding a scenario shows: (class, invariant, cause) and its window."""
+
     cls: str
     invariant: str
     variant: str
     site: str
     explanation: str
+    cause: str = ""
+    cause_text: str = ""
+    sites: Pair = ()
+    causes: Causes = ()
+    consequences: tuple[str, ...] = ()
 
     @property
     def key(self) -> Key:
-        return (self.cls, self.invariant, self.site)
+        return (self.cls, self.invariant, self.cause or self.site)
+
+    @property
+    def window(self) -> Window:
+        return self.sites or ((self.variant, self.site),)
+
+    @property
+    def ident(self) -> tuple[Key, Window]:
+        """What makes a hit new: its key, and for a known key, its window."""
+        return (self.key, self.window)
+
+    def variants_json(self) -> dict[str, Any]:
+        return {n: {"cause": c, "site": s} for n, c, s in self.causes}
 
 
 def judge(sc: Scenario, variant: str) -> list[Hit]:
@@ -49,15 +72,49 @@ def judge(sc: Scenario, variant: str) -> list[Hit]:
         sc, ref = anchor(sc, pair[0])  # both variants run the anchored meaning
         pat = run(sc, pair[1], keep_trace=False)
         return [
-            Hit(f.cls, f.invariant or "-", f.variant, f.site, f.explanation)
+            Hit(
+                f.cls,
+                f.invariant or "-",
+                f.variant,
+                f.site,
+                f.explanation,
+                f.cause,
+                f.cause_text,
+                f.sites,
+                f.causes,
+                f.consequences,
+            )
             for f in classify(ref, pat, [o.op for o in sc.ops], pair)
         ]
     r = run(sc, variant, keep_trace=False)
-    return [Hit("violation", v.invariant, variant, v.site, v.detail) for v in r.violations]
+    vs, folded = roots(r)
+    return [
+        Hit(
+            "violation",
+            v.invariant,
+            variant,
+            v.site,
+            v.detail,
+            v.cause,
+            v.cause_text,
+            ((variant, v.site),),
+            ((variant, v.cause, v.site),),
+            tuple(folded.get(v.cause, ())),
+        )
+        for v in vs
+    ]
 
 
 def keys(sc: Scenario, variant: str) -> set[Key]:
     return {h.key for h in judge(sc, variant)}
+
+
+def idents(sc: Scenario, variant: str) -> set[tuple[Key, Window]]:
+    return {h.ident for h in judge(sc, variant)}
+
+
+def _window_of(w: dict[str, Any]) -> Window:
+    return tuple((str(n), s) for n, s in dict(w.get("sites") or {}).items())
 
 
 def slug(key: Key) -> str:
@@ -90,57 +147,94 @@ class Campaign:
         self._load_existing()
 
     def _load_existing(self) -> None:
-        """Resume: findings already in ``summary.json`` are known, not re-reported."""
+        """Resume: findings already in ``summary.json`` are known, not re-reported.
+        A summary from before causes (no ``cause`` field) is read too: each finding's
+        reproducer is judged again to find its cause; one that cannot be replayed is
+        kept under its old site."""
         path = self.out / "summary.json"
         if not path.exists():
             return
         try:
             doc = json.loads(path.read_text())
             for f in doc.get("findings", []):
-                key = (f["class"], f["invariant"], f["site"])
+                if "cause" not in f:
+                    f = self._upgrade(f)
+                key = (f["class"], f["invariant"], f.get("cause") or f"site:{f['site']}")
+                f.setdefault("key", key_text(key))
+                f.setdefault(
+                    "windows",
+                    [{"sites": {f["variant"]: f["site"]}, "reproducer": f.get("reproducer")}],
+                )
                 self.findings[key] = f
             for f in doc.get("unconfirmed", []):
-                self.unconfirmed[(f["class"], f["invariant"], f["site"])] = f
-        except (OSError, ValueError, KeyError, TypeError):
+                cause = f.get("cause") or f"behaviour/{f['site']}"
+                self.unconfirmed[(f["class"], f["invariant"], cause)] = f
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return  # a foreign or damaged summary is rewritten from what we find
 
-    def known(self, key: Key) -> bool:
-        return key in self.findings or key in self.unconfirmed
+    def _upgrade(self, f: dict[str, Any]) -> dict[str, Any]:
+        """An old-format finding, with the cause its reproducer shows now."""
+        from .scenario import ScenarioError, load
+
+        try:
+            sc = load(Path(f["reproducer"]))
+            hits = judge(sc, self.variant)
+        except (OSError, ScenarioError, KeyError, TypeError, ValueError):
+            return f
+        for h in hits:
+            if (h.cls, h.invariant, h.site) == (f["class"], f["invariant"], f["site"]):
+                win = {"sites": dict(h.window), "reproducer": f["reproducer"]}
+                extra = {"cause": h.cause, "cause_text": h.cause_text, "windows": [win]}
+                return {**f, **extra, "variants": h.variants_json()}
+        return f
+
+    def known(self, hit: Hit) -> bool:
+        """Known: the hit's key is a finding with this window, or an artefact."""
+        if hit.key in self.unconfirmed:
+            return True
+        entry = self.findings.get(hit.key)
+        return entry is not None and hit.window in {_window_of(w) for w in entry["windows"]}
+
+    def idents(self) -> list[Any]:
+        """Every (key, window) recorded, and the keys of artefacts (workers skip these)."""
+        wins = [(k, _window_of(w)) for k, e in self.findings.items() for w in e["windows"]]
+        return [*wins, *self.unconfirmed]
 
     def new_hits(self, sc: Scenario) -> list[Hit]:
         self.examples += 1
-        return [h for h in judge(sc, self.variant) if not self.known(h.key)]
+        return [h for h in judge(sc, self.variant) if not self.known(h)]
 
     def record(self, hit: Hit, sc: Scenario) -> dict[str, Any]:
-        """Minimise (1-minimal), save the reproducer, update the summary."""
-        if self.known(hit.key):
-            return self.findings[hit.key]
+        """Minimise (1-minimal), save the reproducer, update the summary.  A new
+        cause is a new finding (minimised keeping its key); a new window of a known
+        cause is added to that finding with its own reproducer (minimised keeping
+        the key and the window)."""
+        if hit.key in self.unconfirmed:
+            return self.unconfirmed[hit.key]
         pair = split_pair(self.variant)
         if pair is not None:  # the reproducer stores the anchored form
             sc = anchor(sc, pair[0])[0]
+        entry = self.findings.get(hit.key)
+        if entry is not None:
+            return self._add_window(entry, hit, sc)
         if self.minimize_findings:
             sc = minimize(sc, lambda c: hit.key in keys(c, self.variant))
         final = {h.key: h for h in judge(sc, self.variant)}.get(hit.key, hit)
         confirmation = self._confirm(final, sc)
         if confirmation is not None and not confirmation["confirmed"]:
             return self.unconfirmed[hit.key]
-        name = f"{len(self.findings) + 1:03d}-{slug(hit.key)}.json"
-        path = self.out / name
-        sc = Scenario(
-            sc.ops,
-            sc.config,
-            sc.schedule,
-            sc.nmis,
-            sc.faults,
-            name=path.stem,
-            description=f"{final.cls} {final.invariant} at {final.site}: {final.explanation}",
-        )
-        write_text_atomic(path, sc.dumps())
-        entry: dict[str, Any] = {
+        path = self._save(sc, final, f"{len(self.findings) + 1:03d}-{slug(hit.key)}")
+        entry = {
+            "key": key_text(final.key),
             "class": final.cls,
             "invariant": final.invariant,
             "variant": final.variant,
             "site": final.site,
+            "cause": final.cause,
+            "cause_text": final.cause_text,
+            "variants": final.variants_json(),
+            "windows": [{"sites": dict(final.window), "reproducer": str(path)}],
+            "consequences": list(final.consequences),
             "reproducer": str(path),
             "explanation": final.explanation,
             "engine": self.engine,
@@ -154,6 +248,37 @@ class Campaign:
         self.write_summary()
         return entry
 
+    def _add_window(self, entry: dict[str, Any], hit: Hit, sc: Scenario) -> dict[str, Any]:
+        wins = entry["windows"]
+        if hit.window in {_window_of(w) for w in wins}:
+            return entry
+        if self.minimize_findings:
+            sc = minimize(sc, lambda c: hit.ident in idents(c, self.variant))
+        stem = Path(str(entry.get("reproducer") or slug(hit.key))).stem
+        path = self._save(sc, hit, f"{stem}-w{len(wins) + 1}")
+        wins.append({"sites": dict(hit.window), "reproducer": str(path)})
+        for c in hit.consequences:
+            if c not in entry.setdefault("consequences", []):
+                entry["consequences"].append(c)
+        self.write_summary()
+        return entry
+
+    def _save(self, sc: Scenario, hit: Hit, stem: str) -> Path:
+        path = self.out / f"{stem}.json"
+        sites = ", ".join(f"{n} {s}" for n, s in hit.window if s)
+        sc = Scenario(
+            sc.ops,
+            sc.config,
+            sc.schedule,
+            sc.nmis,
+            sc.faults,
+            name=path.stem,
+            description=f"{hit.cls} {hit.invariant}, cause {hit.cause} (window: {sites}): "
+            f"{hit.explanation}",
+        )
+        write_text_atomic(path, sc.dumps())
+        return path
+
     def _confirm(self, hit: Hit, sc: Scenario) -> dict[str, Any] | None:
         """A ``behaviour`` hit of a pair: search the second variant's schedules for
         the first one's behaviour; an artefact is kept in ``unconfirmed``."""
@@ -166,8 +291,10 @@ class Campaign:
         doc = conf.to_json()
         if not conf.confirmed:
             self.unconfirmed[hit.key] = {
+                "key": key_text(hit.key),
                 "class": hit.cls,
                 "invariant": hit.invariant,
+                "cause": hit.cause,
                 "site": hit.site,
                 "explanation": hit.explanation,
                 "confirmation": doc,
@@ -183,7 +310,7 @@ class Campaign:
             "elapsed_s": round(time.monotonic() - self.started, 3),
             "examples": self.examples,
             "findings": sorted(
-                self.findings.values(), key=lambda f: (f["class"], f["invariant"], f["site"])
+                self.findings.values(), key=lambda f: (f["class"], f["invariant"], f["key"])
             ),
             "unconfirmed_behaviour": len(self.unconfirmed),
             "unconfirmed": sorted(self.unconfirmed.values(), key=lambda f: f["site"]),

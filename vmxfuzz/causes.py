@@ -241,11 +241,16 @@ def _kexec(k: Any, hist: History, v: Any) -> Cause:
         if not crash and lcpu != cpu:
             return Cause(
                 "kexec-active-vmcs/loaded-vmcs-cpu-names-other-cpu",
+                "kexec-active-vmcs/listed-but-walk-missed-it",
                 f"loaded_vmcs {obj_name(lv)} is on CPU {cpu}'s list but its ->cpu is "
                 f"{lcpu}, so __loaded_vmcs_clear() in {cleanup} took it for migrated away "
                 f"and skipped the VMCLEAR of {name}",
             )
-        return _unexplained(v, f"{obj_name(lv)} is on CPU {cpu}'s list and was walked")
+        return Cause(
+            "kexec-active-vmcs/listed-but-walk-missed-it",
+            f"loaded_vmcs {obj_name(lv)} is on CPU {cpu}'s list and {cleanup} ran, yet it "
+            f"never VMCLEARed {name}: the walk skipped the entry or stopped early",
+        )
     if on is not None:
         return Cause(
             "kexec-active-vmcs/on-another-cpu-list",
@@ -341,6 +346,13 @@ def _oops(k: Any, hist: History, v: Any) -> Cause:
                     f"in hardware_enable(), which never ran on CPU {cpu}) and "
                     f"{v.function or 'a walk'} dereferenced its NULL ->next",
                 )
+        if "list_del" in d or "list_add" in d:
+            return Cause(
+                "oops/list-op-on-unlinked-entry",
+                f"{'list_del' if 'list_del' in d else 'list_add'} followed a NULL link: the "
+                "loaded_vmcs link was never initialised by a list_add (zeroed memory), yet "
+                "the code took it for being on a list",
+            )
         if "hook" in d or "ops" in d:
             vms = [n for n, vm in getattr(k, "vms", {}).items() if vm is not None]
             return Cause(
@@ -467,14 +479,27 @@ def _current_stale(k: Any, hist: History, v: Any) -> Cause:
                 "matches it",
                 consequence_of=dead.cause,
             )
-    last = hist.vmx_last.get(cpu or 0, "")
-    if last in ("vmxon", "vmxoff", "cr4-vmxe-clear"):
+    if cpu is None:
+        return _unexplained(v, v.detail)
+    var, ptr = k.current_vmcs[cpu], k.hw.cpus[cpu].current_vmcs
+    if var is not None and ptr is None:
         return Cause(
-            "current-vmcs-stale/vmx-transition-reset-pointer",
-            f"a {last.upper()} on CPU {cpu} reset the processor's current-VMCS pointer "
-            "but per_cpu(current_vmcs) still names the old VMCS",
+            "current-vmcs-stale/variable-names-cleared-vmcs",
+            f"per_cpu(current_vmcs, {cpu}) still names {obj_name(var)} but CPU {cpu} has no "
+            "current VMCS: it was VMCLEARed (or VMX operation left and re-entered) without "
+            "the variable being reset",
         )
-    return _unexplained(v, v.detail)
+    if var is None and ptr is not None:
+        return Cause(
+            "current-vmcs-stale/vmcs-current-behind-variable",
+            f"CPU {cpu}'s current VMCS is {obj_name(ptr)} but per_cpu(current_vmcs) is NULL: "
+            "the variable was reset while the VMCS stayed current",
+        )
+    return Cause(
+        "current-vmcs-stale/variable-names-other-vmcs",
+        f"per_cpu(current_vmcs, {cpu}) names {obj_name(var)} but CPU {cpu}'s current VMCS "
+        f"is {obj_name(ptr)}",
+    )
 
 
 def _two_cpus(k: Any, hist: History, v: Any) -> Cause:
@@ -557,6 +582,7 @@ _CAUSE_IDS = {
     "kexec-active-vmcs/hardware-disable-not-run",
     "kexec-active-vmcs/vmcs-without-loaded-vmcs",
     "kexec-active-vmcs/loaded-vmcs-cpu-names-other-cpu",
+    "kexec-active-vmcs/listed-but-walk-missed-it",
     "kexec-active-vmcs/on-another-cpu-list",
     "kexec-active-vmcs/unlinked-before-vmclear",
     "kexec-active-vmcs/not-yet-published",
@@ -568,6 +594,7 @@ _CAUSE_IDS = {
     "oops/kvm-x86-ops-null",
     "oops/cpus-hardware-enabled-freed",
     "oops/list-poison-deref",
+    "oops/list-op-on-unlinked-entry",
     "oops/list-walk-reached-foreign-head",
     "hang/list-walk-loops",
     "hang/lock-held-by-killed-task",
@@ -581,7 +608,9 @@ _CAUSE_IDS = {
     "use-after-free/vmcs-freed-while-active",
     "use-after-free/freed-object-touched",
     "current-vmcs-stale/task-killed-between-write-and-vmptrld",
-    "current-vmcs-stale/vmx-transition-reset-pointer",
+    "current-vmcs-stale/variable-names-cleared-vmcs",
+    "current-vmcs-stale/vmcs-current-behind-variable",
+    "current-vmcs-stale/variable-names-other-vmcs",
     "vmcs-active-on-two-cpus/not-cleared-on-previous-cpu",
     "hook-before-setup/runtime-hook-before-hardware-setup",
     "initdata-after-init/init-code-used-after-init",

@@ -21,24 +21,24 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_text_atomic
-from .campaign import Campaign, Hit, Key, judge
+from .campaign import Campaign, Hit, judge
 from .coverage import Stats
 from .differential import run_both
 from .report.progress import Progress, summary_table
 from .scenario import Scenario, ScenarioError, from_json, load
 
 
-def _worker(args: tuple[int, str, float, str, Any, list[Key], bool | None]) -> None:
+def _worker(args: tuple[int, str, float, str, Any, list[Any], bool | None]) -> None:
     from .engines.hypothesis_engine import hunt
 
     seed_value, variant, budget, db, out_q, known, nested = args
-    seen = set(map(tuple, known))
+    seen = set(known)
 
     def new_hits(sc: Scenario) -> list[Hit]:
-        return [h for h in judge(sc, variant) if h.key not in seen]
+        return [h for h in judge(sc, variant) if h.ident not in seen and h.key not in seen]
 
     def on_found(hit: Hit, sc: Scenario) -> None:
-        seen.add(hit.key)
+        seen.add(hit.ident)
         out_q.put(("found", hit, sc.to_json()))
 
     count = [0]
@@ -199,7 +199,7 @@ def fuzz(
     else:
         ctx = mp.get_context("spawn")
         q: Any = ctx.Queue()
-        known = list(c.findings)
+        known = c.idents()
         procs = [
             ctx.Process(
                 target=_worker,

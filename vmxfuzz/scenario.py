@@ -119,7 +119,7 @@ class Scenario:
     faults: tuple[FaultSpec, ...] = ()
     name: str = ""
     description: str = ""
-    expect: dict[str, list[str]] | None = None
+    expect: dict[str, Any] | None = None  # reference, patched, classes; causes per variant
 
     def to_json(self) -> dict[str, Any]:
         cfg = asdict(self.config)

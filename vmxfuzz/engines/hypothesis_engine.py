@@ -17,12 +17,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, Phase, Verbosity, event, given, seed, settings, target
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 
-from ..campaign import Hit, Key
+from ..campaign import Hit
 from ..coverage import Stats, observing
 from ..exampledb import open_database
 from ..scenario import Scenario
@@ -34,10 +35,10 @@ class FoundNew(Exception):
     """Raised inside the probe for a finding not seen before (one subclass per key)."""
 
 
-_CLASSES: dict[Key, type[FoundNew]] = {}
+_CLASSES: dict[Any, type[FoundNew]] = {}
 
 
-def _exception_for(key: Key) -> type[FoundNew]:
+def _exception_for(key: Any) -> type[FoundNew]:
     cls = _CLASSES.get(key)
     if cls is None:
         cls = type(f"Found_{len(_CLASSES)}", (FoundNew,), {"key": key})
@@ -103,7 +104,7 @@ def hunt(
     variants = split_pair(variant) or (variant,)
     deadline = time.monotonic() + budget_s
     stop: list[BaseException] = []  # raised by on_found: end the hunt
-    reported: set[Key] = set()
+    reported: set[Any] = set()
 
     def spent() -> bool:
         return bool(stop) or time.monotonic() >= deadline
@@ -112,7 +113,7 @@ def hunt(
     db = open_database(str(database)) if database else None  # a directory or redis://
     examples = 0
     rnd = 0
-    last: dict[Key, tuple[Hit, Scenario]] = {}
+    last: dict[Any, tuple[Hit, Scenario]] = {}
     while time.monotonic() < deadline:
         last.clear()
 
@@ -150,17 +151,17 @@ def hunt(
             if not hits:
                 return
             if shrink:
-                last[hits[0].key] = (hits[0], sc)  # Hypothesis' shrunk one, at round end
+                last[hits[0].ident] = (hits[0], sc)  # Hypothesis' shrunk one, at round end
             else:  # record now: found_after_s is when the search saw it
                 for hit in hits:
-                    if hit.key not in reported:
-                        reported.add(hit.key)
+                    if hit.ident not in reported:
+                        reported.add(hit.ident)
                         try:
                             on_found(hit, sc)
                         except BaseException as e:  # the caller stops the hunt
                             stop.append(e)
                             return
-            raise _exception_for(hits[0].key)()  # so Hypothesis saves it in the database
+            raise _exception_for(hits[0].ident)()  # so Hypothesis saves it in the database
 
         try:
             probe()
