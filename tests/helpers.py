@@ -37,14 +37,19 @@ def campaign(
 
 
 def assert_summary_sound(out: Path, doc: dict[str, Any], code: int, variant: str) -> None:
-    """Exit code agrees, keys are unique, one file per finding, every finding replays."""
+    """Exit code agrees, keys are unique, one file per window of each finding, every
+    window's reproducer replays to its finding's key."""
     assert code == (1 if doc["findings"] else 0)
-    found = [(f["class"], f["invariant"], f["site"]) for f in doc["findings"]]
+    found = [(f["class"], f["invariant"], f["cause"]) for f in doc["findings"]]
+    assert [f["key"] for f in doc["findings"]] == [" ".join(k) for k in found]
     assert len(found) == len(set(found)), "no duplicates"
     files = [p for p in out.glob("*.json") if p.name != "summary.json"]
-    assert len(files) == len(found), "one reproducer per finding, nothing lost"
+    wins = [w for f in doc["findings"] for w in f["windows"]]
+    assert len(files) == len(wins), "one reproducer per window, nothing lost"
     for f, key in zip(doc["findings"], found, strict=True):
-        assert key in keys(load(f["reproducer"]), variant), "every finding replays"
+        assert f["reproducer"] == f["windows"][0]["reproducer"]
+        for w in f["windows"]:
+            assert key in keys(load(w["reproducer"]), variant), "every window replays"
 
 
 # ---- scenarios, variants and model flows (test_list, test_invariants, test_examples, ...) ----

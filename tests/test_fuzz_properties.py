@@ -8,6 +8,7 @@ import json
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import assert_summary_sound, campaign
@@ -129,11 +130,16 @@ def test_minimize_is_one_minimal_and_keeps_the_finding() -> None:
 
 @pytest.mark.parametrize("path", REG, ids=lambda p: p.stem)
 def test_kept_reproducers_are_one_minimal(path: Path) -> None:
-    """Removing any op, NMI, fault or schedule entry loses one of the file's findings."""
+    """Removing any op, NMI, fault or schedule entry loses one of the file's findings
+    (or a consequence it shows, like F03's hang behind the killed task)."""
     sc = load(path)
-    found = {h.key for h in judge(sc, "both")}
+
+    def shown(c: Scenario) -> set[Any]:
+        return {(h.key, h.consequences) for h in judge(c, "both")}
+
+    found = shown(sc)
     assert found
-    assert is_one_minimal(sc, lambda c: found <= keys(c, "both"))
+    assert is_one_minimal(sc, lambda c: found <= shown(c))
 
 
 def test_campaign_records_minimal_reproducers_and_a_summary(tmp_path: Path) -> None:
@@ -144,9 +150,9 @@ def test_campaign_records_minimal_reproducers_and_a_summary(tmp_path: Path) -> N
     for h in hits:
         c.record(h, sc)
     doc = json.loads((tmp_path / "summary.json").read_text())
-    assert len(doc["findings"]) == len({(h.cls, h.invariant, h.site) for h in hits})
+    assert len(doc["findings"]) == len({h.key for h in hits})
     for f in doc["findings"]:
-        key = (f["class"], f["invariant"], f["site"])
+        key = (f["class"], f["invariant"], f["cause"])
         rep = load(f["reproducer"])
         assert key in keys(rep, "both")
         assert is_one_minimal(rep, lambda s, k=key: k in keys(s, "both"))
@@ -169,7 +175,12 @@ def test_promote_writes_a_regression_with_expect(tmp_path: Path) -> None:
     src = ROOT / "examples" / "vmxon-gp.json"
     target = promote(src, "promoted", tmp_path)
     sc = load(target)
-    assert sc.expect == {"reference": ["oops"], "patched": [], "classes": ["fixed"]}
+    assert sc.expect == {
+        "reference": ["oops"],
+        "patched": [],
+        "classes": ["fixed"],
+        "causes": {"reference": ["oops/vmxon-fault-without-fixup"], "patched": []},
+    }
 
 
 @pytest.mark.parametrize("argv", [["--time", "0"], ["--workers", "0"]])

@@ -41,7 +41,7 @@ def test_harness_saves_new_findings_and_raises_only_on_fail_on(tmp_path: Path) -
     p = _run(code, tmp_path, "regression")
     assert p.returncode == 0 and "survived" in p.stdout  # `fixed` is counted, not fatal
     (pending,) = (tmp_path / ".pending").iterdir()
-    assert ("fixed", "kexec-active-vmcs", "machine_kexec:vmcs@list_add:publish") in keys(
+    assert ("fixed", "kexec-active-vmcs", "kexec-active-vmcs/crash-vmclear-disabled") in keys(
         load(pending), "both"
     )
     p = _run(code.replace("'seed-nmi", "'x"), tmp_path / "b", "fixed")

@@ -58,6 +58,6 @@ def test_sigkill_then_resume(engine: str, tmp_path: Path) -> None:
     again = subprocess.run([*cmd[:7], "3", *cmd[8:]], check=False, capture_output=True)
     assert again.returncode == 1, again.stderr[-2000:]
     after = json.loads((out / "summary.json").read_text())["findings"]
-    keys_before = {(f["class"], f["invariant"], f["site"]) for f in before}
-    keys_after = [(f["class"], f["invariant"], f["site"]) for f in after]
+    keys_before = {f["key"] for f in before}
+    keys_after = [f["key"] for f in after]
     assert keys_before <= set(keys_after) and len(keys_after) == len(set(keys_after))

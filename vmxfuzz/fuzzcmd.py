@@ -23,7 +23,7 @@ from typing import Any
 from .atomic import write_text_atomic
 from .campaign import Campaign, Hit, judge
 from .coverage import Stats
-from .differential import run_both
+from .differential import roots, run_both
 from .report.progress import Progress, summary_table
 from .scenario import Scenario, ScenarioError, from_json, load
 
@@ -264,6 +264,10 @@ def promote(path: Path, name: str | None, dest: Path) -> Path:
         "reference": sorted(d.reference.invariants),
         "patched": sorted(d.patched.invariants),
         "classes": sorted({f.cls for f in d.findings}),
+        "causes": {
+            "reference": sorted({v.cause for v in roots(d.reference)[0]}),
+            "patched": sorted({v.cause for v in roots(d.patched)[0]}),
+        },
     }
     target = dest / f"{stem}.json"
     write_text_atomic(target, replace(sc, name=stem, expect=expect).dumps())
