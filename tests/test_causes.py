@@ -8,14 +8,17 @@ a state no rule explains gets a generic cause and a warning, never an exception.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import ROOT
 
 from vmxfuzz.campaign import Campaign, judge
 from vmxfuzz.causes import History, explain, is_cause_id
+from vmxfuzz.cli import main
 from vmxfuzz.differential import run_both
 from vmxfuzz.executor import run, start
 from vmxfuzz.oracle import Violation
@@ -201,3 +204,71 @@ def test_single_variant_hits_carry_causes() -> None:
     (h,) = judge(load(SEED), "reference")
     assert (h.cls, h.cause) == ("violation", DISABLED)
     assert h.window == (("reference", "machine_kexec:vmcs@list_add:publish"),)
+
+
+# ---- explore verdicts scoped by cause ------------------------------------------------------
+F04 = ROOT / "tests" / "regressions" / "F04-crash-walks-uninitialised-list.json"
+F04_CAUSE = "oops/uninitialised-loaded-vmcs-list"
+
+
+def _explore(tmp: Path, name: str, *extra: str) -> tuple[int, dict[str, Any]]:
+    out = tmp / name
+    argv = ["explore", str(F04), "--variant", "patched", "--nmis", "0", "--out", str(out)]
+    code = main([*argv, *extra])
+    return code, json.loads((out / "explore.json").read_text())
+
+
+def test_explore_without_scope_reports_the_known_bug(tmp_path: Path) -> None:
+    code, doc = _explore(tmp_path, "plain")
+    assert code == 1 and [f["cause"] for f in doc["findings"]] == [F04_CAUSE]
+    assert doc["verdicts"]["oops"] == {
+        "verdict": "violated",
+        "causes": [F04_CAUSE],
+        "out_of_scope": [],
+    }
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [["--known", str(ROOT / "tests" / "regressions")], ["--ignore", F04_CAUSE]],
+    ids=["known-reproducers", "ignore"],
+)
+def test_explore_verdict_scoped_to_everything_but_the_known(
+    tmp_path: Path, scope: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, doc = _explore(tmp_path, "scoped", *scope)
+    assert code == 0
+    assert doc["findings"] == [] and [f["cause"] for f in doc["out_of_scope"]] == [F04_CAUSE]
+    assert doc["verdicts"]["oops"]["out_of_scope"] == [F04_CAUSE]
+    assert doc["verdicts"]["oops"]["verdict"].startswith("no violation other than")
+    assert doc["verdicts"]["kexec-active-vmcs"]["verdict"] == "no violation"
+    out = capsys.readouterr().out
+    how = "known" if scope[0] == "--known" else "ignored"
+    assert f"no violation other than the {how} {F04_CAUSE}, within the bound (" in out
+
+
+def test_explore_known_from_a_campaign_output(tmp_path: Path) -> None:
+    _explore(tmp_path, "first")
+    code, doc = _explore(tmp_path, "second", "--known", str(tmp_path / "first"))
+    assert code == 0 and doc["scope"]["known_causes"] == [F04_CAUSE]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--ignore", "oops/no-such-cause"], "--ignore: unknown cause 'oops/no-such-cause'"),
+        (["--known", "EMPTY"], "--known: not a campaign output"),
+        (["--known", "MISSING"], "--known: no such directory"),
+    ],
+)
+def test_explore_scope_bad_input_is_exit_2_one_line(
+    tmp_path: Path, extra: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "EMPTY").mkdir()
+    extra = [str(tmp_path / e) if e in ("EMPTY", "MISSING") else e for e in extra]
+    argv = ["explore", str(F04), "--variant", "patched", "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as e:
+        sys.exit(main([*argv, *extra]))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0] and "Traceback" not in err[0]

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, Phase, assume, find, given, settings
 
 from vmxfuzz.campaign import Campaign, Hit, judge, keys
 from vmxfuzz.cli import main
-from vmxfuzz.differential import run_both
+from vmxfuzz.differential import roots, run_both
 from vmxfuzz.engines.strategies import scenarios
 from vmxfuzz.executor import Result, run
 from vmxfuzz.fuzzcmd import promote
@@ -42,19 +42,23 @@ def _list_add_window(r: Result) -> bool:
 
 @given(scenarios())
 def test_classes_agree_with_the_per_variant_verdicts(sc: Scenario) -> None:
+    """Classes by cause: each finding's (invariant, cause) is a root violation of the
+    variants its class names, and every root violation is some finding."""
     d = run_both(sc, keep_trace=False)
-    ref, pat = d.reference.invariants, d.patched.invariants
+    ref = {(v.invariant, v.cause) for v in roots(d.reference)[0]}
+    pat = {(v.invariant, v.cause) for v in roots(d.patched)[0]}
     for f in d.findings:
+        ic = (f.invariant, f.cause)
         if f.cls == "fixed":
-            assert f.invariant in ref and f.invariant not in pat
+            assert ic in ref and ic not in pat
         elif f.cls == "regression":
-            assert f.invariant in pat and f.invariant not in ref
+            assert ic in pat and ic not in ref
         elif f.cls == "shared":
-            assert f.invariant in ref and f.invariant in pat
+            assert ic in ref and ic in pat
         else:
-            assert f.cls == "behaviour" and ref == pat
+            assert f.cls == "behaviour" and not ref and not pat
             assert d.reference.observable() != d.patched.observable()
-    assert {f.invariant for f in d.findings if f.cls != "behaviour"} == ref | pat
+    assert {(f.invariant, f.cause) for f in d.findings if f.cls != "behaviour"} == ref | pat
 
 
 @given(scenarios())

@@ -176,7 +176,7 @@ def _kexec(k: Any, hist: History, v: Any) -> Cause:
     name = v.objects[0] if v.objects else ""
     crash = v.context == "crash"
     vmcs = _vmcs_on(k, cpu, name) if cpu is not None else None
-    if vmcs is None:
+    if cpu is None or vmcs is None:
         return _unexplained(v, "the leaked VMCS is no longer in the cache")
     lv, role = _owner(k, vmcs)
     cleanup = (
@@ -309,16 +309,22 @@ def _oops(k: Any, hist: History, v: Any) -> Cause:
     if insn and kind in ("KernelBug", "CpuException") and cpu is not None:
         why, text = _vmx_window(hist, cpu)
         vmxe = k.hw.cpus[cpu].cr4_vmxe
+        # A VMXON that oopsed (no fixup) left this CPU outside VMX operation: what
+        # faults later is that oops' consequence, not a cause of its own.
+        first = "oops/vmxon-fault-without-fixup"
+        after_oops = why == "after-vmxon-fault" and any(
+            d.cause == first and d.cpu == cpu for d in hist.killed
+        )
         if insn == "VMXOFF" and kind == "CpuException":
             return Cause(
                 f"oops/emergency-vmxoff-outside-vmx-{why}",
                 f"the crash path's cpu_emergency_vmxoff() saw CR4.VMXE "
                 f"{'set' if vmxe else 'clear'} on CPU {cpu} and executed VMXOFF with no "
                 f"fixup outside VMX operation: {text}",
+                consequence_of=first if after_oops else None,
             )
         failed = hist.enable_failed.get(cpu)
-        first = "oops/vmxon-fault-without-fixup"
-        if why == "after-vmxon-fault" and any(d.cause == first for d in hist.killed):
+        if after_oops:
             return Cause(
                 f"oops/{insn.lower()}-outside-vmx-{why}",
                 f"{insn} on CPU {cpu} outside VMX operation (#UD, kvm_spurious_fault() BUG): "
@@ -337,14 +343,14 @@ def _oops(k: Any, hist: History, v: Any) -> Cause:
             f"since the kernel is not rebooting): {text}",
         )
     if kind == "NullDeref":
-        if "list" in d and cpu is not None:
+        if "list" in d and "list_del" not in d and cpu is not None:
             head = k.loaded_vmcss_on_cpu[cpu]
             if peek(head, "next") is None:
                 return Cause(
                     "oops/uninitialised-loaded-vmcs-list",
                     f"loaded_vmcss_on_cpu[{cpu}] was never initialised (INIT_LIST_HEAD runs "
-                    f"in hardware_enable(), which never ran on CPU {cpu}) and "
-                    f"{v.function or 'a walk'} dereferenced its NULL ->next",
+                    f"in hardware_enable() or module init, which had not run for CPU {cpu}) "
+                    f"and {v.function or 'a list operation'} dereferenced its NULL ->next",
                 )
         if "list_del" in d or "list_add" in d:
             return Cause(

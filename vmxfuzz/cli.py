@@ -269,6 +269,20 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--json", action="store_true", help="print explore.json to stdout")
     x.add_argument("--resume", action="store_true", help="continue an interrupted run")
     x.add_argument(
+        "--known",
+        metavar="DIR",
+        default=None,
+        help="a campaign output or a folder of reproducers: its findings' causes are "
+        "known and the verdict is scoped to everything else",
+    )
+    x.add_argument(
+        "--ignore",
+        metavar="CAUSE",
+        action="append",
+        default=[],
+        help="a cause id the verdict leaves out (repeatable)",
+    )
+    x.add_argument(
         "--sleep-sets",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -458,6 +472,12 @@ def cmd_explore(args: argparse.Namespace) -> int:
         setup = args.setup if args.setup is not None else len(setup_ops(args.cpus, args.vcpus))
     if setup < 0:
         raise BadInput(f"--setup: must not be negative, not {setup}")
+    from .scope import ScopeError, load_scope
+
+    try:
+        scope = load_scope(args.known, args.ignore)
+    except ScopeError as e:
+        raise BadInput(str(e)) from None
     bound = Bound(args.nmis, kinds, args.faults, sites, setup, args.store_buffer)
     out = _out_dir(args.out)
     try:
@@ -474,6 +494,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         resume=args.resume,
         sleep_sets=args.sleep_sets,
         max_runs=args.max_runs,
+        scope=scope,
     )
 
 

@@ -1,7 +1,7 @@
 """``vmxfuzz explore``: run the bounded explorer over programs and report like a campaign.
 
 Findings go through :class:`vmxfuzz.campaign.Campaign` (dedup by class, invariant and
-site; minimised to 1-minimal; reproducers and ``summary.json`` written atomically), so
+cause; minimised to 1-minimal; reproducers and ``summary.json`` written atomically), so
 ``vmxfuzz report`` and ``vmxfuzz replay`` work on an explore directory as on a fuzz
 one.  ``explore.json`` beside them states the bound and what was covered; it is
 rewritten after every program, so an interrupted run leaves a valid partial report and
@@ -22,8 +22,10 @@ from typing import Any
 from .atomic import write_text_atomic
 from .campaign import Campaign
 from .explore import Bound, Explorer, Finding, Stats
+from .oracle import INVARIANTS
 from .report.progress import Progress, summary_table
 from .scenario import Scenario
+from .scope import Scope
 from .variants import split_pair
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_INCOMPLETE = 0, 1, 3
@@ -61,6 +63,10 @@ class Source:
         return sum(1 for _ in self.programs())
 
 
+def _invariant_of(f: dict[str, Any]) -> str:
+    return "behaviour" if f["class"] == "behaviour" else str(f["invariant"])
+
+
 @dataclass
 class Report:
     variant: str
@@ -73,8 +79,43 @@ class Report:
     complete: bool = False
     interrupted: bool = False
     first_finding_seconds: float | None = None
+    scope: Scope = field(default_factory=Scope)
+
+    def split(self, findings: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+        """The findings the verdict is about, and those out of its scope (known or
+        ignored causes, each tagged with why)."""
+        mine, out = [], []
+        for f in findings:
+            why = self.scope.why(f)
+            if why is None:
+                mine.append(f)
+            else:
+                out.append({**f, "scope": why})
+        return mine, out
+
+    def verdicts(self, findings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Per invariant (and behaviour): violated, only known/ignored causes, none."""
+        mine, out = self.split(findings)
+        res: dict[str, dict[str, Any]] = {}
+        for inv in [*INVARIANTS, "behaviour"]:
+
+            def of(fs: list[Any], inv: str = inv) -> list[str]:
+                return sorted({f["cause"] for f in fs if _invariant_of(f) == inv})
+
+            new, scoped = of(mine), of(out)
+            if new:
+                verdict = "violated"
+            elif not self.complete:
+                verdict = "incomplete"
+            elif scoped:
+                verdict = "no violation other than the known or ignored causes"
+            else:
+                verdict = "no violation"
+            res[inv] = {"verdict": verdict, "causes": new, "out_of_scope": scoped}
+        return res
 
     def to_json(self, findings: list[dict[str, Any]]) -> dict[str, Any]:
+        mine, out = self.split(findings)
         return {
             "variant": self.variant,
             "bound": {**self.source.describe(), **self.bound.to_json()},
@@ -92,15 +133,30 @@ class Report:
             "first_finding_seconds": (
                 None if self.first_finding_seconds is None else round(self.first_finding_seconds, 3)
             ),
-            "findings": findings,
+            "findings": mine,
+            "scope": self.scope.to_json(),
+            "out_of_scope": out,
+            "verdicts": self.verdicts(findings),
         }
 
-    def verdict(self, nfindings: int) -> str:
+    def verdict(self, findings: list[dict[str, Any]]) -> str:
         b = self.to_json([])["bound"]
         bound = ", ".join(f"{k}={v}" for k, v in b.items())
-        if nfindings:
-            return f"{nfindings} finding(s) within the bound ({bound})"
+        mine, out = self.split(findings)
+        if mine:
+            return f"{len(mine)} finding(s) within the bound ({bound})"
         if self.complete:
+            other = ""
+            if out:
+                known = sorted({f["cause"] for f in out if f["scope"] == "known"})
+                ign = sorted({f["cause"] for f in out if f["scope"] == "ignored"})
+                parts = [f"the known {', '.join(known)}"] * bool(known)
+                parts += [f"the ignored {', '.join(ign)}"] * bool(ign)
+                other = " other than " + " and ".join(parts) + ","
+                return (
+                    f"no violation{other} within the bound ({bound}): every schedule "
+                    f"explored; {self.stats.states} states, {self.stats.runs} runs"
+                )
             return (
                 f"no violation: every schedule explored within the bound ({bound}); "
                 f"{self.stats.states} states, {self.stats.runs} runs"
@@ -171,6 +227,7 @@ def explore_cmd(
     resume: bool = False,
     sleep_sets: bool = True,
     max_runs: int | None = None,
+    scope: Scope | None = None,
 ) -> int:
     stop = {"flag": False}
 
@@ -181,7 +238,9 @@ def explore_cmd(
 
     old = signal.signal(signal.SIGTERM, on_term)
     try:
-        return _explore(source, variant, bound, budget, out, as_json, resume, sleep_sets, max_runs)
+        return _explore(
+            source, variant, bound, budget, out, as_json, resume, sleep_sets, max_runs, scope
+        )
     except KeyboardInterrupt:
         if stop["flag"]:  # only before the search started: nothing to report yet
             return EXIT_INCOMPLETE
@@ -200,12 +259,14 @@ def _explore(
     resume: bool,
     sleep_sets: bool,
     max_runs: int | None = None,
+    scope: Scope | None = None,
 ) -> int:
     pair = split_pair(variant)
     names = list(pair) if pair is not None else [variant]
     c = Campaign(out=out, variant=variant, engine="explore")
     c.write_summary()
     rep = Report(variant, bound, source, programs_total=source.count() * len(names))
+    rep.scope = scope or Scope()
     skip = 0
     if resume:
         skip, rep.stats, rep.seconds = _resume_point(out, rep.to_json([]))
@@ -281,7 +342,7 @@ def _explore(
             f"{st.runs:,} runs, {st.transitions:,} steps, {st.pruned:,} cut at a known state, "
             f"{st.slept:,} branches skipped by sleep sets, {rep.seconds:.1f}s"
         )
-        print(rep.verdict(len(findings)))
-    if findings:
+        print(rep.verdict(findings))
+    if rep.split(findings)[0]:
         return EXIT_FOUND
     return EXIT_CLEAN if rep.complete else EXIT_INCOMPLETE

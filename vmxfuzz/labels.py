@@ -18,6 +18,7 @@ from .variants import BUILTIN, SHARED_MODULES, VERSION_MODULES
 _LABEL = re.compile(
     r"""(?:yield|Wait\(|_vmx_insn\(\s*k,)\s*\(?\s*f?["']([A-Za-z_0-9]+:[A-Za-z_0-9{}]+)["']"""
 )
+_KZALLOC_SITE = re.compile(r"""_kzalloc\(\s*k,\s*["']([A-Za-z_0-9]+)["']""")
 _HOOKS = (
     "cpu_has_kvm_support",
     "disabled_by_bios",
@@ -33,6 +34,8 @@ def labels_in_source(src: str) -> set[str]:
         label = m.group(1)
         if "{hook}" in label:
             out.update(label.replace("{hook}", h) for h in _HOOKS)
+        elif label == "kzalloc:{site}":  # nested.py's _kzalloc: one label per call site
+            out.update(f"kzalloc:{s}" for s in _KZALLOC_SITE.findall(src))
         elif "{" not in label:
             out.add(label)
     return out
