@@ -11,8 +11,9 @@ children, which re-run the same command line):
   then saves the input as ``crash-<sha1>``), e.g. ``regression,shared``.  Default:
   ``regression`` under ``python -m vmxfuzz.fuzz`` (a reviewer wants new regressions to
   stop the run) and empty under ``vmxfuzz fuzz`` (count and save everything, run for
-  the whole budget).  Only findings not already in ``OUT/summary.json`` stop a run, so
-  a campaign is never halted forever by a known finding.
+  the whole budget).  Only findings not already in ``OUT/summary.json`` nor among the
+  project's known findings (:mod:`vmxfuzz.fuzz.known`, ``VMXFUZZ_KNOWN``) stop a run,
+  so a run is never halted by a known finding.
 
 The harness raises only to report a finding; a decoding problem cannot happen (the
 decoder is total) and a model crash is a tool error, raised as such.
@@ -34,9 +35,10 @@ import atheris
 
 with atheris.instrument_imports(include=["vmxfuzz"]):
     from vmxfuzz.atomic import write_text_atomic
-    from vmxfuzz.campaign import judge, slug
+    from vmxfuzz.campaign import Key, judge, slug
     from vmxfuzz.coverage import Stats, observing
     from vmxfuzz.fuzz.decoder import decode
+    from vmxfuzz.fuzz.known import load_known
     from vmxfuzz.variants import BUILTIN, SHARED_MODULES, VERSION_MODULES, build, split_pair
 
     # ``variants.build`` imports the models later through importlib: import them
@@ -86,6 +88,9 @@ def _known() -> set[Any]:
 
 
 SEEN: set[Any] = _known()
+# The project's recorded findings (fuzz/known-findings.json, or VMXFUZZ_KNOWN): saved
+# like any other, but a finding with one of their keys never stops a run.
+KNOWN: set[Key] = load_known(VARIANT)
 STATS = {"execs": 0, "last": 0.0}
 SHAPES = Stats()
 
@@ -128,7 +133,7 @@ def TestOneInput(data: bytes) -> None:
         SEEN.add(h.ident)
         digest = hashlib.sha1(data).hexdigest()[:12]
         write_text_atomic(OUT / ".pending" / f"{slug(h.key)}-{digest}.json", sc.dumps())
-        if h.cls in FAIL_ON:
+        if h.cls in FAIL_ON and h.key not in KNOWN:
             stop.append(h)
     _stats()
     if stop:

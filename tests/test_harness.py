@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,8 +25,13 @@ def _entry(prefix: str) -> bytes:
     return next(p for p in CORPUS.iterdir() if p.name.startswith(prefix)).read_bytes()
 
 
-def _run(code: str, out: Path, fail_on: str) -> subprocess.CompletedProcess[str]:
+def _run(
+    code: str, out: Path, fail_on: str, known: str | None = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run harness code; ``known`` is VMXFUZZ_KNOWN (default: no known findings)."""
     env = dict(os.environ, VMXFUZZ_OUT=str(out), VMXFUZZ_FAIL_ON=fail_on)
+    if known is not None:
+        env["VMXFUZZ_KNOWN"] = known
     return subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
     )
@@ -46,6 +52,31 @@ def test_harness_saves_new_findings_and_raises_only_on_fail_on(tmp_path: Path) -
     )
     p = _run(code.replace("'seed-nmi", "'x"), tmp_path / "b", "fixed")
     assert p.returncode != 0 and "Finding: fixed kexec-active-vmcs" in p.stderr
+
+
+def test_known_findings_are_saved_but_do_not_stop_a_run(tmp_path: Path) -> None:
+    """F04 (a regression the project has recorded) stops a run only without the list."""
+    code = (
+        "from vmxfuzz.fuzz.harness import TestOneInput\n"
+        f"TestOneInput({_entry('F04-')!r})\n"
+        "print('survived')\n"
+    )
+    env_default = None  # the packaged fuzz/known-findings.json
+    p = _run(code, tmp_path / "a", "regression", known=env_default)
+    assert p.returncode == 0 and "survived" in p.stdout, p.stderr[-2000:]
+    assert list((tmp_path / "a" / ".pending").iterdir()), "still saved for the campaign"
+    p = _run(code, tmp_path / "b", "regression")
+    assert p.returncode != 0 and "Finding: regression oops" in p.stderr
+
+
+def test_the_known_findings_list_is_derived_from_the_regressions() -> None:
+    from vmxfuzz.fuzz.known import KNOWN_FILE, document
+
+    regressions = sorted((ROOT / "tests" / "regressions").glob("*.json"))
+    current = json.loads(KNOWN_FILE.read_text())
+    assert current == json.loads(json.dumps(document(regressions))), (
+        "fuzz/known-findings.json is out of date: python -m vmxfuzz.fuzz.known tests/regressions"
+    )
 
 
 def test_libfuzzer_command_line_runs(tmp_path: Path) -> None:
