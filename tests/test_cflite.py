@@ -42,18 +42,21 @@ PIP3 = """#!/bin/sh
 exec "{python}" -m pip install --quiet --no-deps --target "$CFLITE_SITE" .
 """
 
-COMPILE = """#!/bin/sh
+COMPILE = r"""#!/bin/sh
 # OSS-Fuzz's compile_python_fuzzer, outside coverage builds
 set -eu
 fuzzer_path=$1
 shift 1
 name=$(basename -s .py "$fuzzer_path")
 mkdir -p "$CFLITE_WORK/$name"
-PYTHONPATH="$CFLITE_SITE" pyinstaller --noconfirm --log-level WARN --distpath "$OUT" \\
-    --workpath="$CFLITE_WORK/$name" --specpath "$CFLITE_WORK/$name" --onefile \\
+PYTHONPATH="$CFLITE_SITE" pyinstaller --noconfirm --log-level WARN --distpath "$OUT" \
+    --workpath="$CFLITE_WORK/$name" --specpath "$CFLITE_WORK/$name" --onefile \
     --name "$name.pkg" "$@" "$fuzzer_path"
-printf '#!/bin/sh\\n# LLVMFuzzerTestOneInput for fuzzer detection.\\nexec "$(dirname "$0")/%s.pkg" "$@"\\n' \\
-    "$name" > "$OUT/$name"
+{
+  echo '#!/bin/sh'
+  echo '# LLVMFuzzerTestOneInput for fuzzer detection.'
+  echo "exec \"\$(dirname \"\$0\")/$name.pkg\" \"\$@\""
+} > "$OUT/$name"
 chmod +x "$OUT/$name"
 """
 
@@ -87,7 +90,7 @@ def test_the_clusterfuzzlite_bundle_runs_the_seed_corpus(tmp_path: Path) -> None
         CFLITE_WORK=str(work),
         PATH=f"{tools}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     )
-    env.pop("PYTHONPATH", None)
+    env["PYTHONPATH"] = str(site)  # what `pip3 install .` installed is what Python sees
     build = subprocess.run(
         ["bash", str(repo / ".clusterfuzzlite" / "build.sh")],
         cwd=repo,  # the Dockerfile's WORKDIR: where the source tree would shadow
