@@ -6,7 +6,7 @@ entry, strongest evidence first, when
 
 1. its reproducer has the entry's reproducer file name (a report of
    ``tests/regressions``), or
-2. its ``cause`` id is named in the entry's section, or
+2. its ``cause`` id is in the entry's ``cause`` column or named in its section, or
 3. its invariant is one of the entry's invariants and its site is one of the labels in
    the entry's site column, either whole or as the step a kexec leak names
    (``machine_kexec:vmcs@list_add:publish`` names ``list_add:publish``), or, weakest
@@ -37,6 +37,7 @@ class Entry:
     invariants: frozenset[str]
     sites: frozenset[str]
     reproducer: str
+    causes: frozenset[str] = frozenset()  # the cause ids of its `cause` column
     title: str = ""  # the heading of the entry's section
     anchor: str = ""  # that heading's anchor, as Markdown renderers make it
     text: str = ""  # the section's text
@@ -56,7 +57,8 @@ class FindingsDoc:
             return by_file, "reproducer"
         cause = str(finding.get("cause") or "")
         if cause:
-            by_cause = [e for e in self.entries if re.search(rf"`{re.escape(cause)}`", e.text)]
+            named = re.compile(rf"`{re.escape(cause)}`")
+            by_cause = [e for e in self.entries if cause in e.causes or named.search(e.text)]
             if by_cause:
                 return self._prefer_class(by_cause, finding), "cause"
         site = str(finding.get("site") or "")
@@ -84,7 +86,8 @@ def slug(heading: str) -> str:
 
 
 def parse(text: str, path: Path) -> FindingsDoc:
-    rows: list[list[str]] = []
+    rows: list[dict[str, str]] = []
+    columns = ["id", "class", "invariant", "site", "reproducer"]  # until a header says
     sections: dict[str, tuple[str, str]] = {}  # entry id -> (heading, section text)
     heading, body = "", list[str]()
     for line in [*text.splitlines(), "## end"]:
@@ -96,18 +99,22 @@ def parse(text: str, path: Path) -> FindingsDoc:
             continue
         body.append(line)
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("|") and len(cells) >= 5 and ENTRY_ID.fullmatch(cells[0]):
-            rows.append(cells)
+        if line.startswith("|") and cells and cells[0].lower() == "id":
+            columns = [c.lower() for c in cells]
+        elif line.startswith("|") and len(cells) >= 5 and ENTRY_ID.fullmatch(cells[0]):
+            rows.append(dict(zip(columns, cells, strict=False)))
     doc = FindingsDoc(path)
-    for eid, cls, inv, site, repro, *_ in rows:
+    for row in rows:
+        eid = row["id"]
         title, body_text = sections.get(eid, ("", ""))
         doc.entries.append(
             Entry(
                 id=eid,
-                classes=frozenset(WORD.findall(cls)),
-                invariants=frozenset(WORD.findall(inv)),
-                sites=frozenset(LABEL.findall(site)),
-                reproducer=repro.strip("`"),
+                classes=frozenset(WORD.findall(row.get("class", ""))),
+                invariants=frozenset(WORD.findall(row.get("invariant", ""))),
+                sites=frozenset(LABEL.findall(row.get("site", ""))),
+                reproducer=row.get("reproducer", "").strip("`"),
+                causes=frozenset(re.findall(r"`([^`]+)`", row.get("cause", ""))),
                 title=title,
                 anchor=slug(title) if title else "",
                 text=body_text,
