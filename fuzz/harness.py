@@ -25,6 +25,7 @@ import hashlib
 import importlib
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,13 @@ with atheris.instrument_imports(include=["vmxfuzz"]):
         importlib.import_module(_name)
 
 VARIANT = os.environ.get("VMXFUZZ_VARIANT", "both")
+
+if os.environ.get("VMXFUZZ_CAMPAIGN_PID", "").isdigit():
+    # under `vmxfuzz fuzz`: end with the campaign, even as a -fork grandchild
+    from vmxfuzz.lifeline import die_with_parent, watch
+
+    die_with_parent()
+    watch(int(os.environ["VMXFUZZ_CAMPAIGN_PID"]))
 
 
 def instrument_variants(variant: str) -> int:
@@ -147,5 +155,10 @@ def main(argv: list[str] | None = None) -> None:
         f"({PLUGIN_FUNCTIONS} plug-in/mutant functions included)",
         file=sys.stderr,
     )
-    atheris.Setup(list(sys.argv if argv is None else argv), TestOneInput)
+    args = list(sys.argv if argv is None else argv)
+    if args and args[0].endswith("__main__.py") and not os.access(args[0], os.X_OK):
+        # `python -m vmxfuzz.fuzz`: libFuzzer's -fork/-jobs children re-run argv[0]
+        # through the shell, and a module's __main__.py is not executable
+        args[0] = f"{shlex.quote(sys.executable)} -m vmxfuzz.fuzz"
+    atheris.Setup(args, TestOneInput)
     atheris.Fuzz()

@@ -61,3 +61,123 @@ def test_sigkill_then_resume(engine: str, tmp_path: Path) -> None:
     keys_before = {f["key"] for f in before}
     keys_after = [f["key"] for f in after]
     assert keys_before <= set(keys_after) and len(keys_after) == len(set(keys_after))
+
+
+# ---- child processes die with their campaign ----------------------------------------------
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (from /proc: pid -> parent)."""
+    parents: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_bytes().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if stat[0] not in (b"Z", b"X"):
+                parents[int(d.name)] = int(stat[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier} - found
+        found |= frontier
+    return found
+
+
+def test_sigkill_of_the_campaign_ends_its_libfuzzer_children(tmp_path: Path) -> None:
+    pytest.importorskip("atheris")
+    from vmxfuzz.lifeline import alive
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "vmxfuzz", "fuzz", "--engine", "atheris", "--time", "120"]
+    p = subprocess.Popen(
+        [*cmd, "--workers", "2", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    children: set[int] = set()
+    for _ in range(1200):  # until the -fork children run the harness (bounded polls)
+        children = _descendants(p.pid)
+        if len(children) >= 3 and len(list((out / ".stats").glob("*.json"))) >= 1:
+            break
+        time.sleep(0.1)
+    assert len(children) >= 3, "libFuzzer and its -fork children started"
+    p.kill()
+    p.wait()
+    left = children
+    for _ in range(100):  # each poll 0.1 s: the lifeline checks every 0.5 s
+        left = {c for c in left if alive(c)}
+        if not left:
+            break
+        time.sleep(0.1)
+    for c in left:  # do not leak them into the rest of the run
+        os.kill(c, signal.SIGKILL)
+    assert not left, f"children outlived their campaign: {sorted(left)}"
+
+
+# ---- the output folder is the campaign's own --------------------------------------------
+def test_a_campaign_refuses_a_foreign_folder_and_keeps_its_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vmxfuzz.cli import main
+    from vmxfuzz.outdir import MARKER
+
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "summary.json").write_text("my notes\n")
+    (user / "001-x.json").write_text("{}\n")
+    for command in ("fuzz", "explore"):
+        assert main([command, "--time", "1", "--out", str(user)]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and f"{user}: (--out): not empty and not a vmxfuzz" in err[0]
+    assert sorted(p.name for p in user.iterdir()) == ["001-x.json", "summary.json"]
+    assert (user / "summary.json").read_text() == "my notes\n"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["explore", "--time", "1", "--out", str(empty), "--nmis", "0"]) in (0, 1, 3)
+    capsys.readouterr()
+    assert json.loads((empty / MARKER).read_text())["kind"] == "explore"
+    assert main(["fuzz", "--time", "1", "--out", str(empty)]) == 2  # an explore folder
+    assert "a `vmxfuzz explore` campaign" in capsys.readouterr().err
+
+
+def test_atheris_merge_deletes_only_what_the_harness_wrote(tmp_path: Path) -> None:
+    from vmxfuzz.campaign import Campaign
+    from vmxfuzz.fuzzcmd import merge_pending
+
+    c = Campaign(out=tmp_path, variant="both", minimize_findings=False)
+    pending = tmp_path / ".pending"
+    pending.mkdir()
+    seed = Path(__file__).parent.parent / "examples" / "seed-nmi-in-list-add.json"
+    ours = pending / "fixed-kexec-active-vmcs-x-0123456789ab.json"
+    ours.write_text(seed.read_text())
+    theirs = [pending / "notes.json", pending / "fixed-0123456789ab.json.bak"]
+    for t in theirs:
+        t.write_text("user file\n")
+    bad = pending / "broken-0123456789ab.json"
+    bad.write_text("not json")
+    merge_pending(c)
+    assert not ours.exists() and c.findings
+    assert all(t.read_text() == "user file\n" for t in theirs) and bad.exists()
+
+
+# ---- --time: minimisation counts, is cut at the deadline and resumed ----------------------
+def test_minimisation_is_cut_at_the_deadline_and_resumed(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from vmxfuzz.campaign import Campaign, judge
+    from vmxfuzz.scenario import Op
+
+    seed = load(Path(__file__).parent.parent / "examples" / "seed-nmi-in-list-add.json")
+    padded = replace(seed, ops=(Op("module_load", 1), *seed.ops, Op("suspend", 1)))
+    hit = judge(padded, "both")[0]
+    c = Campaign(out=tmp_path, variant="both")
+    c.deadline = time.monotonic() - 1  # already spent: nothing is tried
+    entry = c.record(hit, padded)
+    assert entry["minimised"] is False and entry["ops"] == len(padded.ops)
+    assert any(h.key == hit.key for h in judge(load(entry["reproducer"]), "both"))
+    again = Campaign(out=tmp_path, variant="both")  # the next run on the folder
+    assert again.finish_minimising() == 1
+    (done,) = json.loads((tmp_path / "summary.json").read_text())["findings"]
+    assert done["minimised"] is True and done["ops"] < len(padded.ops)
+    assert load(done["reproducer"]).ops == load(entry["reproducer"]).ops
+    assert any(h.key == hit.key for h in judge(load(done["reproducer"]), "both"))

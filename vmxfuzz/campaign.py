@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,10 @@ class Campaign:
     confirm_seconds: float = 0.0
     confirm_checks: int = 0
     stats: Stats = field(default_factory=Stats)  # shapes and coverage (vmxfuzz.coverage)
+    # ``time.monotonic()`` when the run's ``--time`` ends: minimisation counts against
+    # it and is cut there (the entry says ``"minimised": false``; the next run on the
+    # folder finishes it, :meth:`finish_minimising`).
+    deadline: float | None = None
 
     def __post_init__(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -217,8 +222,9 @@ class Campaign:
         entry = self.findings.get(hit.key)
         if entry is not None:
             return self._add_window(entry, hit, sc)
+        complete = True
         if self.minimize_findings:
-            sc = minimize(sc, lambda c: hit.key in keys(c, self.variant))
+            sc, complete = self._minimise(sc, lambda c: hit.key in keys(c, self.variant))
         final = {h.key: h for h in judge(sc, self.variant)}.get(hit.key, hit)
         confirmation = self._confirm(final, sc)
         if confirmation is not None and not confirmation["confirmed"]:
@@ -241,6 +247,8 @@ class Campaign:
             "found_after_s": round(time.monotonic() - self.started, 3),
             "ops": len(sc.ops),
         }
+        if self.minimize_findings:
+            entry["minimised"] = complete
         if confirmation is not None:
             entry["explanation"] += f" ({confirmation['statement']})"
             entry["confirmation"] = confirmation
@@ -253,7 +261,7 @@ class Campaign:
         if hit.window in {_window_of(w) for w in wins}:
             return entry
         if self.minimize_findings:
-            sc = minimize(sc, lambda c: hit.ident in idents(c, self.variant))
+            sc = self._minimise(sc, lambda c: hit.ident in idents(c, self.variant))[0]
         stem = Path(str(entry.get("reproducer") or slug(hit.key))).stem
         path = self._save(sc, hit, f"{stem}-w{len(wins) + 1}")
         wins.append({"sites": dict(hit.window), "reproducer": str(path)})
@@ -278,6 +286,45 @@ class Campaign:
         )
         write_text_atomic(path, sc.dumps())
         return path
+
+    def _minimise(self, sc: Scenario, holds: Callable[[Scenario], bool]) -> tuple[Scenario, bool]:
+        """1-minimal, or cut at the deadline: from then on every candidate is refused,
+        so the result (smaller or not) still reproduces; the flag says if it is done."""
+        cut = [False]
+
+        def keeps(c: Scenario) -> bool:
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                cut[0] = True
+                return False
+            return holds(c)
+
+        return minimize(sc, keeps), not cut[0]
+
+    def _shows(self, key: Key) -> Callable[[Scenario], bool]:
+        return lambda c: key in keys(c, self.variant)
+
+    def finish_minimising(self) -> int:
+        """Resume the minimisation a previous run's deadline cut (``"minimised":
+        false``), within this run's deadline; returns how many were finished."""
+        from .scenario import ScenarioError, load
+
+        done = 0
+        for key, entry in list(self.findings.items()):
+            if entry.get("minimised", True) is not False:
+                continue
+            path = Path(entry["reproducer"])
+            try:
+                old = load(path)
+            except ScenarioError:
+                continue  # gone or edited by hand: keep the entry as it is
+            sc, complete = self._minimise(old, self._shows(key))
+            if sc != old:
+                kept = replace(sc, name=old.name, description=old.description)
+                write_text_atomic(path, kept.dumps())
+            entry.update(ops=len(sc.ops), minimised=complete)
+            done += complete
+            self.write_summary()
+        return done
 
     def _confirm(self, hit: Hit, sc: Scenario) -> dict[str, Any] | None:
         """A ``behaviour`` hit of a pair: search the second variant's schedules for

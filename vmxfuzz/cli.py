@@ -341,13 +341,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             check(args.db)
         except DatabaseError as e:
             raise BadInput(str(e)) from None
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"{out}: (--out): exists and is not a directory")
-    try:  # the last check, so bad input never leaves a directory behind
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise BadInput(f"{out}: (--out): cannot create: {e.strerror or e}") from None
+    out = _claim(args.out, "fuzz")  # the last check: bad input leaves no folder behind
     return fuzz(
         engine=args.engine,
         variant=args.variant,
@@ -388,11 +382,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
         raise BadInput(f"--only: unknown mutant id {e.args[0]!r} (see docs/mutants.md)") from None
     if not chosen:
         raise BadInput("--only: no mutant ids given")
-    out = _out_dir(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise BadInput(f"{out}: (--out): cannot create: {e.strerror or e}") from None
+    out = _claim(args.out, "mutants")
     command = "vmxfuzz mutants " + " ".join(
         [f"--time-per {time_per:g}", f"--engines {','.join(engines)}"]
         + ([f"--only {','.join(m.id for m in chosen)}"] if args.only else [])
@@ -409,10 +399,15 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     )
 
 
-def _out_dir(path: str) -> Path:
+def _claim(path: str, kind: str) -> Path:
+    """A campaign's output folder: new, empty or its own (``vmxfuzz/outdir.py``)."""
+    from .outdir import FolderRefused, claim
+
     out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"{out}: (--out): exists and is not a directory")
+    try:
+        claim(out, kind)
+    except FolderRefused as e:
+        raise BadInput(str(e)) from None
     return out
 
 
@@ -479,11 +474,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     except ScopeError as e:
         raise BadInput(str(e)) from None
     bound = Bound(args.nmis, kinds, args.faults, sites, setup, args.store_buffer)
-    out = _out_dir(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise BadInput(f"{out}: (--out): cannot create: {e.strerror or e}") from None
+    out = _claim(args.out, "explore")
     return explore_cmd(
         source=source,
         variant=args.variant,

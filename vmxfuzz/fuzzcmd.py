@@ -8,11 +8,13 @@ duplicates into one ``summary.json``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
 import queue
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +26,7 @@ from .atomic import write_text_atomic
 from .campaign import Campaign, Hit, judge
 from .coverage import Stats
 from .differential import roots, run_both
+from .lifeline import die_with_parent, watch
 from .report.progress import Progress, summary_table
 from .scenario import Scenario, ScenarioError, from_json, load
 
@@ -31,7 +34,11 @@ from .scenario import Scenario, ScenarioError, from_json, load
 def _worker(args: tuple[int, str, float, str, Any, list[Any], bool | None]) -> None:
     from .engines.hypothesis_engine import hunt
 
-    seed_value, variant, budget, db, out_q, known, nested = args
+    seed_value, variant, deadline, db, out_q, known, nested = args
+    budget = max(0.0, deadline - time.monotonic())  # one clock for all processes (Linux)
+    parent = os.getppid()
+    die_with_parent(parent)  # a SIGKILLed campaign takes its workers with it
+    watch(parent)
     seen = set(known)
 
     def new_hits(sc: Scenario) -> list[Hit]:
@@ -64,15 +71,21 @@ def _worker(args: tuple[int, str, float, str, Any, list[Any], bool | None]) -> N
     out_q.put(("done", seed_value, n))
 
 
+# The names the harness gives the scenarios it drops (fuzz/harness.py): only such files
+# are read and deleted, never anything else a user may have put into the folder.
+_PENDING = re.compile(r"[a-z0-9-]+-[0-9a-f]{12}\.json")
+
+
 def merge_pending(c: Campaign) -> None:
     """Fold the harness' dropped scenarios into the campaign (minimise, record)."""
     pending = c.out / ".pending"
     for path in sorted(pending.glob("*.json")) if pending.is_dir() else []:
+        if not _PENDING.fullmatch(path.name):
+            continue
         try:
             sc = load(path)
         except ScenarioError:
-            path.unlink(missing_ok=True)  # a torn file cannot exist; a foreign one is dropped
-            continue
+            continue  # not the harness' (it writes atomically): left alone
         for hit in c.new_hits(sc):
             c.record(hit, sc)
         path.unlink(missing_ok=True)
@@ -124,22 +137,49 @@ def fuzz_atheris(
         cmd += [f"-fork={workers}", "-ignore_crashes=1"]
     cmd.append(str(corpus))
     env = dict(os.environ)
-    env.update(VMXFUZZ_OUT=str(out), VMXFUZZ_VARIANT=c.variant, VMXFUZZ_FAIL_ON=fail_on)
+    env.update(
+        VMXFUZZ_OUT=str(out),
+        VMXFUZZ_VARIANT=c.variant,
+        VMXFUZZ_FAIL_ON=fail_on,
+        VMXFUZZ_CAMPAIGN_PID=str(os.getpid()),  # every harness process dies with us
+    )
+    deadline = c.deadline if c.deadline is not None else time.monotonic() + budget
+    parent = os.getpid()
     with open(out / "atheris.log", "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=log,
+            env=env,
+            process_group=0,  # libFuzzer and its -fork children: one group to end
+            preexec_fn=lambda: die_with_parent(parent),
+        )
         try:
-            while proc.poll() is None:
+            while proc.poll() is None and time.monotonic() < deadline:
                 merge_pending(c)
                 c.examples = _atheris_execs(out)
                 prog.update(c.examples, c.findings)
-                time.sleep(0.5)
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            _end_group(proc)
     merge_pending(c)
     c.examples = _atheris_execs(out)
     _atheris_stats(c)
+
+
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop libFuzzer at the deadline: SIGTERM (it prints its final stats and exits),
+    then SIGKILL for the whole group after a few short polls."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        for _ in range(20):
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # -fork children outliving their parent
+    proc.wait()
 
 
 def fuzz(
@@ -158,7 +198,9 @@ def fuzz(
     if engine not in ("hypothesis", "atheris"):
         raise ValueError(f"unknown engine {engine!r}")
     c = Campaign(out=out, variant=variant, engine=engine, seed=seed_value)
+    deadline = c.deadline = c.started + budget  # minimisation counts against --time
     c.write_summary()
+    c.finish_minimising()  # what the last run's deadline cut
     quiet = as_json
     prog = Progress(budget, quiet)
     db = db_url or str(out / ".hypothesis")  # --db: shared between processes/machines
@@ -189,7 +231,7 @@ def fuzz(
             c.new_hits,
             found,
             variant=variant,
-            budget_s=budget,
+            budget_s=max(0.0, deadline - time.monotonic()),
             seed_value=seed_value,
             database=db,
             tick=tick,
@@ -203,7 +245,7 @@ def fuzz(
         procs = [
             ctx.Process(
                 target=_worker,
-                args=((seed_value + i, variant, budget, str(db), q, known, nested),),
+                args=((seed_value + i, variant, deadline, str(db), q, known, nested),),
             )
             for i in range(workers)
         ]

@@ -228,8 +228,8 @@ def _message(e: Any) -> str:
         subs = sorted({_message(c) for c in e.context if not c.relative_path})
         return f"{_short(inst)} matches none of the allowed forms: {'; '.join(subs)}"[:300]
     if v == "additionalProperties" and isinstance(inst, dict):
-        allowed = set(e.schema.get("properties", {}))
-        extra = [k for k in inst if k not in allowed]
+        props = set(e.schema.get("properties", {}))
+        extra = [k for k in inst if k not in props]
         return f"unknown field {_short(extra[0]) if extra else '?'} (see docs/scenarios.md)"
     if v == "pattern":
         return f"{_short(inst)} does not match {e.validator_value}"
