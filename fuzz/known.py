@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
 from vmxfuzz.campaign import Key, keys
 from vmxfuzz.scenario import load
@@ -57,7 +58,7 @@ def load_known(variant: str, path: Path | None = None) -> set[Key]:
         doc = json.loads(path.read_text(encoding="utf-8"))
         if doc.get("variant", VARIANT) != variant:
             return set()
-        return {tuple(k) for k in doc["keys"]}  # type: ignore[misc]
+        return {cast(Key, tuple(k)) for k in doc["keys"]}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return set()
 
