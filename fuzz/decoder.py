@@ -190,7 +190,7 @@ def _entry_byte(e: object) -> int:
     if isinstance(e, int):
         return e
     if not isinstance(e, str):
-        raise Unencodable(f"schedule entry {e!r} (anchored, format v4) is outside the byte layout")
+        raise Unencodable(f"schedule entry {e!r} is outside the byte layout")
     m = re.fullmatch(r"sb(\d)", e) or re.fullmatch(r"late(\d)", e)
     if m is not None:
         return (64 if e.startswith("sb") else 192) + int(m.group(1))
@@ -218,9 +218,25 @@ def canonical(sc: Scenario) -> Scenario:
     return replace(sc, ops=tuple(ops), faults=faults, name="", description="", expect=None)
 
 
-def encode(sc: Scenario) -> bytes:
-    """Bytes that :func:`decode` turns into ``canonical(sc)``."""
-    sc = canonical(sc)
+def lowered(sc: Scenario, variant: str = "reference") -> Scenario:
+    """``sc`` in the byte layout's terms: an anchored schedule (format v4) becomes the
+    step-indexed schedule it has on ``variant`` (:func:`vmxfuzz.anchor.lower`), so the
+    decoded scenario replays to the same run on that variant; anything else as it is."""
+    if not sc.anchored:
+        return sc
+    from vmxfuzz.anchor import lower
+
+    return lower(sc, variant)[0]
+
+
+def encode(sc: Scenario, variant: str = "reference") -> bytes:
+    """Bytes that :func:`decode` turns into ``canonical(lowered(sc, variant))``.
+
+    ``variant`` matters only for an anchored scenario: the byte layout holds step
+    indices, so it is encoded as the schedule it has on that variant (the first of
+    the pair a campaign anchors on; the harness' differential re-anchors the decoded
+    scenario on that same first variant)."""
+    sc = canonical(lowered(sc, variant))
     c = sc.config
     if c.cpus > 4 or c.cr4_mismatch or c.vmx_caps_mismatch or c.no_vmx:
         raise Unencodable("config outside the byte layout (cpus > 4 or mismatch lists)")

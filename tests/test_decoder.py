@@ -9,10 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vmxfuzz.anchor import anchor, lower
 from vmxfuzz.campaign import keys
 from vmxfuzz.cli import main
 from vmxfuzz.engines.strategies import scenarios
-from vmxfuzz.fuzz.decoder import Unencodable, canonical, decode, encode
+from vmxfuzz.executor import run
+from vmxfuzz.fuzz.decoder import Unencodable, canonical, decode, encode, lowered
 from vmxfuzz.scenario import Scenario, from_json, load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +35,7 @@ def test_every_byte_string_decodes_to_a_valid_scenario(data: bytes) -> None:
 def test_shipped_scenarios_encode_exactly(path: Path) -> None:
     sc = load(path)
     back = decode(encode(sc))
-    assert back == canonical(sc)
+    assert back == canonical(lowered(sc))
     assert keys(back, "both") == keys(sc, "both")
 
 
@@ -55,7 +57,7 @@ def test_seed_corpus_holds_every_shipped_scenario() -> None:
 def test_corpus_entries_decode_to_their_scenario(entry: Path) -> None:
     stem = entry.name.rsplit("-", 1)[0]
     src = next(p for p in SCENARIOS if p.stem == stem)
-    assert decode(entry.read_bytes()) == canonical(load(src))
+    assert decode(entry.read_bytes()) == canonical(lowered(load(src)))
 
 
 def test_truncated_and_corrupt_inputs_still_decode() -> None:
@@ -83,6 +85,43 @@ def test_encode_command_writes_corpus_entries(tmp_path: Path) -> None:
     assert main(["encode", str(ROOT / "examples" / "vmxon-gp.json"), "-o", str(tmp_path)]) == 0
     (entry,) = tmp_path.iterdir()
     assert decode(entry.read_bytes()) == canonical(load(ROOT / "examples" / "vmxon-gp.json"))
+
+
+def _outcome(sc: Scenario, variant: str) -> dict[str, object]:
+    d = run(sc, variant, keep_trace=False).to_json()
+    d.pop("trace", None)
+    return d
+
+
+@pytest.mark.parametrize("variant", ["reference", "patched"])
+@pytest.mark.parametrize(
+    "stem", ["F07-vm-survives-failed-module-init", "F12-reboot-ipi-between-vmptrld-and-set-cpu"]
+)
+def test_an_anchored_reproducer_encodes_as_its_schedule_on_the_variant(
+    stem: str, variant: str
+) -> None:
+    """A v4 reproducer (as campaigns store them) is encoded as the step-indexed schedule
+    it has on ``variant``: the decoded scenario replays there to the same result."""
+    sc, _ = anchor(load(ROOT / "tests" / "regressions" / f"{stem}.json"), variant)
+    assert sc.anchored and sc.version == 4
+    back = decode(encode(sc, variant))
+    assert not back.anchored
+    assert _outcome(back, variant) == _outcome(canonical(sc), variant)
+    assert back.schedule and _outcome(back, variant)["violations"]  # not vacuous
+
+
+def test_encode_command_lowers_an_anchored_scenario(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = ROOT / "tests" / "regressions" / "F12-reboot-ipi-between-vmptrld-and-set-cpu.json"
+    sc, _ = anchor(load(src), "reference")
+    v4 = tmp_path / "v4.json"
+    v4.write_text(sc.dumps(), encoding="utf-8")
+    out = tmp_path / "corpus"
+    assert main(["encode", str(v4), "-o", str(out), "--variant", "reference,patched"]) == 0
+    assert "encoded as the one it has on reference" in capsys.readouterr().err
+    (entry,) = out.iterdir()
+    assert decode(entry.read_bytes()) == canonical(lower(sc, "reference")[0])
 
 
 @pytest.mark.parametrize(

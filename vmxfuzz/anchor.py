@@ -13,6 +13,11 @@ per-CPU count, site and count) and are kept.
 
 Not converted: already anchored scenarios (returned as they are, with a plain run)
 and weak-memory scenarios, whose store-buffer entries are step-indexed by nature.
+
+:func:`lower` goes the other way for consumers that only speak step indices (the
+libFuzzer byte layout): an anchored scenario becomes the step-indexed schedule it
+has on one variant, recorded by a :class:`~vmxfuzz.choosers.recording.RecordingChooser`
+around its replay.  That form means the same run on that variant only.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from dataclasses import replace
 
 from . import executor
 from .choosers.anchored import AnchorRecorder
+from .choosers.base import Chooser, default_choice
+from .choosers.recording import RecordingChooser
 from .executor import Result, replay_chooser, run, start
 from .scenario import Scenario
 
@@ -39,3 +46,35 @@ def anchor(
     tracing = keep_trace or bool(executor.OBSERVERS)  # as run(): observers see traces
     result = start(scenario, variant, chooser=rec, keep_trace=tracing).finish(keep_trace=keep_trace)
     return replace(scenario, schedule=tuple(rec.finish())), result
+
+
+class _LoweringRecorder(RecordingChooser):
+    """Records like its base and remembers where the trailing run of default choices
+    starts: a step-indexed schedule that is used up applies the default, so that tail
+    need not be written (it would only eat into the byte layout's schedule length)."""
+
+    def __init__(self, inner: Chooser) -> None:
+        super().__init__(inner)
+        self.needed = 0  # entries up to the last one that differs from the default
+
+    def schedule(self, runnable: list[int], actions: list[str]) -> int | str:
+        choice = super().schedule(runnable, actions)
+        if len(runnable) + len(actions) > 1 and choice != default_choice(runnable, actions):
+            self.needed = len(self.entries)
+        return choice
+
+
+def lower(scenario: Scenario, variant: str) -> tuple[Scenario, Result]:
+    """The step-indexed form of an anchored ``scenario`` on ``variant``, and its result.
+
+    Replays the scenario on ``variant`` and writes every decision down by step index,
+    so the result replays to the identical run there (the trailing default choices
+    are left out: a used-up schedule applies them).  Anything not anchored is returned
+    as it is, with a plain run."""
+    if not scenario.anchored:
+        return scenario, run(scenario, variant, keep_trace=False)
+    rec = _LoweringRecorder(replay_chooser(scenario))
+    tracing = bool(executor.OBSERVERS)  # as run(): observers see traces
+    result = start(scenario, variant, chooser=rec, keep_trace=tracing).finish(keep_trace=False)
+    lowered = rec.scenario(scenario)
+    return replace(lowered, schedule=lowered.schedule[: rec.needed]), result

@@ -298,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("encode", help="turn scenario files into libFuzzer corpus entries")
     e.add_argument("scenario", nargs="+")
     e.add_argument("-o", "--output-dir", required=True)
+    e.add_argument(
+        "--variant",
+        default="both",
+        help="an anchored (v4) scenario is encoded as the step-indexed schedule it has on "
+        "this variant, or on the first of a pair (default: both, i.e. reference)",
+    )
     e.set_defaults(func=cmd_encode)
 
     pr = sub.add_parser("promote", help="keep a finding as a pytest regression test")
@@ -549,18 +555,21 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .atomic import write_bytes_atomic
     from .fuzz.decoder import Unencodable, encode
 
+    first = _variants(args.variant)[0]
     scs = [(f, load(f)) for f in _scenario_files(args.scenario)]
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out}: (--output-dir): exists and is not a directory")
     for f, sc in scs:
         try:
-            data = encode(sc)
+            data = encode(sc, first)
         except Unencodable as e:
             print(f"skipped {f}: {e}", file=sys.stderr)
             continue
         name = f"{f.stem}-{hashlib.sha1(data).hexdigest()[:8]}"
         write_bytes_atomic(out / name, data)
+        if sc.anchored:
+            print(f"{f}: anchored schedule encoded as the one it has on {first}", file=sys.stderr)
         print(out / name)
     return EXIT_CLEAN
 
