@@ -165,6 +165,16 @@ def test_every_pinned_cause_is_a_known_id() -> None:
     assert not is_cause_id("kexec-active-vmcs/no-such-cause")
 
 
+@pytest.mark.parametrize("variant", ["reference", "patched"])
+def test_pinned_causes_have_a_text_and_consequences_name_cause_ids(variant: str) -> None:
+    """A cause's text is prose, and ``consequence_of`` is the id of another cause (the
+    differential folds by it), never a text."""
+    for path in sorted((ROOT / "tests" / "regressions").glob("*.json")):
+        for v in run(load(path), variant, keep_trace=False).violations:
+            assert v.cause_text and not is_cause_id(v.cause_text), (path.name, v.cause)
+            assert v.consequence_of is None or is_cause_id(v.consequence_of), path.name
+
+
 def test_resume_reads_an_old_summary_and_finds_its_causes(tmp_path: Path) -> None:
     out = tmp_path / "old"
     out.mkdir()

@@ -241,7 +241,6 @@ def _kexec(k: Any, hist: History, v: Any) -> Cause:
         if not crash and lcpu != cpu:
             return Cause(
                 "kexec-active-vmcs/loaded-vmcs-cpu-names-other-cpu",
-                "kexec-active-vmcs/listed-but-walk-missed-it",
                 f"loaded_vmcs {obj_name(lv)} is on CPU {cpu}'s list but its ->cpu is "
                 f"{lcpu}, so __loaded_vmcs_clear() in {cleanup} took it for migrated away "
                 f"and skipped the VMCLEAR of {name}",
