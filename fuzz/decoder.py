@@ -240,6 +240,8 @@ def encode(sc: Scenario, variant: str = "reference") -> bytes:
     c = sc.config
     if c.cpus > 4 or c.cr4_mismatch or c.vmx_caps_mismatch or c.no_vmx:
         raise Unencodable("config outside the byte layout (cpus > 4 or mismatch lists)")
+    if sc.preempts:
+        raise Unencodable("preemptions (format v3) are not in the byte layout")
     if len(sc.ops) > MAX_OPS or len(sc.faults) > MAX_FAULTS or len(sc.nmis) > MAX_NMIS:
         raise Unencodable("too many ops, faults or NMIs for the byte layout")
     if len(sc.schedule) > MAX_SCHED:

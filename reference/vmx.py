@@ -17,7 +17,9 @@ RUNTIME_HOOKS = {
     "vcpu_free": "vmx_free_vcpu",
     "vcpu_load": "vmx_vcpu_load",
     "vcpu_put": "vmx_vcpu_put",
+    "prepare_guest_switch": "vmx_prepare_switch_to_guest",
     "run": "vmx_vcpu_run",
+    "get_cpl": "vmx_get_cpl",
     "has_emulated_msr": "vmx_has_emulated_msr",
     "check_nested_events": None,
 }

@@ -280,6 +280,7 @@ class Campaign:
             sc.schedule,
             sc.nmis,
             sc.faults,
+            preempts=sc.preempts,
             name=path.stem,
             description=f"{hit.cls} {hit.invariant}, cause {hit.cause} (window: {sites}): "
             f"{hit.explanation}",

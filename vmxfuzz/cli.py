@@ -233,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--nmis", type=int, default=1, help="NMIs to place (default 1)")
     x.add_argument("--nmi-kinds", default="panic,benign", help="panic,benign (default both)")
     x.add_argument("--faults", type=int, default=0, help="faults to inject (default 0)")
+    x.add_argument(
+        "--preempts",
+        type=int,
+        default=0,
+        help="preemptions inside vCPU ioctls, each at any preemption point to any CPU (default 0)",
+    )
     x.add_argument("--fault-sites", default="", help="comma-separated sites (default all)")
     x.add_argument(
         "--setup",
@@ -456,6 +462,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
                     schedule=(),
                     nmis=(),
                     faults=(),
+                    preempts=(),
                     config=replace(
                         sc.config, weak_memory=sc.config.weak_memory or args.weak_memory
                     ),
@@ -479,7 +486,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
         scope = load_scope(args.known, args.ignore)
     except ScopeError as e:
         raise BadInput(str(e)) from None
-    bound = Bound(args.nmis, kinds, args.faults, sites, setup, args.store_buffer)
+    if args.preempts < 0:
+        raise BadInput(f"--preempts: must not be negative, not {args.preempts}")
+    bound = Bound(
+        args.nmis, kinds, args.faults, sites, setup, args.store_buffer, preempts=args.preempts
+    )
     out = _claim(args.out, "explore")
     return explore_cmd(
         source=source,

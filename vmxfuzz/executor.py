@@ -214,7 +214,7 @@ class Run:
 
 def replay_chooser(scenario: Scenario) -> Chooser:
     """The chooser that replays ``scenario``: step-indexed or anchored schedule."""
-    return ReplayChooser(scenario.schedule, scenario.nmis, scenario.faults)
+    return ReplayChooser(scenario.schedule, scenario.nmis, scenario.faults, scenario.preempts)
 
 
 def not_applicable(scenario: Scenario, functions: SimpleNamespace) -> list[str]:

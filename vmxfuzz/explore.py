@@ -40,7 +40,7 @@ from .kernel.state import Config
 from .machine.faults import SITES, FaultPlan, FaultSpec
 from .oracle import Violation
 from .scenario import Op, Scenario
-from .sched import NmiSpec, Scheduler, Wait
+from .sched import Migrate, NmiSpec, PreemptSpec, Scheduler, Wait
 from .statehash import fingerprint_map
 
 NMI_KINDS = ("panic", "benign")
@@ -65,6 +65,7 @@ class Bound:
     # the schedules of one program with the same injections (behaviour confirmation).
     nmi_menu: tuple[tuple[int, str, str], ...] | None = None
     fault_menu: tuple[tuple[str, str], ...] | None = None
+    preempts: int = 0  # preemptions inside vCPU ioctls (each at any point, to any CPU)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -74,6 +75,7 @@ class Bound:
             "fault_sites": list(self.fault_sites) or "all",
             "setup_ops": self.setup,
             "store_buffer": self.store_buffer,
+            "preempts": self.preempts,
         }
         if self.nmi_menu is not None:
             out["nmi_menu"] = [list(m) for m in self.nmi_menu]
@@ -166,6 +168,8 @@ class _Path:
         self.faults_left = ex.bound.faults
         self.nmi_menu = list(ex.bound.nmi_menu or ())  # what is left of the menus
         self.fault_menu = list(ex.bound.fault_menu or ())
+        self.preempts: list[PreemptSpec] = []
+        self.preempts_left = ex.bound.preempts
         self.measure: int | None = None  # the point whose step footprint is wanted
 
     def budget(self, results: list[str]) -> Any:
@@ -173,7 +177,7 @@ class _Path:
         and, when the explorer observes results, the op results so far (history
         otherwise, but two runs that reach one machine state with different results
         end with different observable behaviour)."""
-        left: Any = (self.nmis_left, self.faults_left)
+        left: Any = (self.nmis_left, self.faults_left, self.preempts_left)
         if self.ex.bound.nmi_menu is not None or self.ex.bound.fault_menu is not None:
             left = (left, tuple(sorted(self.nmi_menu)), tuple(sorted(self.fault_menu)))
         return (left, tuple(results)) if self.ex.observe else left
@@ -261,8 +265,10 @@ class ExploreScheduler(Scheduler):
             return None
         if self._deliverable_ipi(c) or self._preemptible(c):
             return None
+        if self._resumable(c):
+            return None
         p = st[-1].pending
-        label = p.label if isinstance(p, Wait) else p
+        label = p.label if isinstance(p, (Wait, Migrate)) else p
         return label if isinstance(label, str) else None
 
     def _choose(self, runnable: list[int], commits: list[str]) -> int | str:
@@ -329,6 +335,27 @@ class ExploreScheduler(Scheduler):
                 path.nmi_menu.remove((c, label.split(":", 1)[0], choice[2]))
         return int(c)
 
+    def preempt_target(self, c: int) -> int | None:
+        """``need_resched()`` is a choice within the preemption budget: not preempted,
+        or preempted and resumed on any online CPU (recorded as a PreemptSpec)."""
+        path = self.path
+        if path.preempts_left <= 0 or not self._active():
+            return None
+        footprint.poison_everything()  # the outcome is a choice: no commuting
+        options: list[Decision] = [("preempt", None)]
+        options += [("preempt", t) for t in self.k.online_cpus()]
+        decided = path.replay(options) if path.replaying else path.fresh(options, None, False)
+        to = decided[1]
+        if to is None:
+            return None
+        label = self.stacks[c][-1].label
+        spec = PreemptSpec(c, label, self.counts[(c, label)], int(to))
+        self.preempts.append(spec)
+        self.preempt_fired.add(len(self.preempts) - 1)
+        path.preempts.append(spec)
+        path.preempts_left -= 1
+        return int(to)
+
     def commit(self, action: str) -> None:
         path = self.path
         j = path.measure
@@ -349,8 +376,10 @@ class ExploreScheduler(Scheduler):
     def _plain_advance(self, c: int, late: bool = False) -> bool:
         """Stepping ``c`` runs the next step of its current flow (nothing else)."""
         st = self.stacks[c]
-        if not st or (self.nmi_pending[c] and not self.in_nmi(c)):
+        if not st or (self.nmi_pending[c] and not self.in_nmi(c)) or self._resumable(c):
             return False
+        if isinstance(st[-1].pending, Migrate):
+            return False  # a context switch moves the task: no footprint covers it
         return not ((self._deliverable_ipi(c) and not late) or self._preemptible(c))
 
     def step(self, c: int, late: bool = False) -> None:
@@ -458,7 +487,7 @@ class Explorer:
         return time.monotonic() - self.started - self.paused
 
     def _base(self) -> Scenario:
-        return replace(self.program, schedule=(), nmis=(), faults=())
+        return replace(self.program, schedule=(), nmis=(), faults=(), preempts=())
 
     def run_path(self, prefix: list[Decision], branch_sleep: Sleep) -> _Path:
         base = self._base()
@@ -490,6 +519,7 @@ class Explorer:
                 base,
                 schedule=tuple(path.schedule),
                 nmis=tuple(path.nmis),
+                preempts=tuple(path.preempts),
                 faults=tuple(path.faults),
             )
 

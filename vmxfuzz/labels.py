@@ -16,7 +16,7 @@ from functools import cache
 from .variants import BUILTIN, SHARED_MODULES, VERSION_MODULES
 
 _LABEL = re.compile(
-    r"""(?:yield|Wait\(|_vmx_insn\(\s*k,)\s*\(?\s*f?["']([A-Za-z_0-9]+:[A-Za-z_0-9{}]+)["']"""
+    r"""(?:yield|Wait\(|Migrate\(|resume=|_vmx_insn\(\s*k,)\s*\(?\s*f?["']([A-Za-z_0-9]+:[A-Za-z_0-9{}]+)["']"""
 )
 _KZALLOC_SITE = re.compile(r"""_kzalloc\(\s*k,\s*["']([A-Za-z_0-9]+)["']""")
 _HOOKS = (

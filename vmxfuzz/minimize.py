@@ -29,7 +29,7 @@ from .sched import RunEntry
 
 T = TypeVar("T")
 
-PARTS = ("ops", "nmis", "faults", "schedule")
+PARTS = ("ops", "nmis", "preempts", "faults", "schedule")
 
 
 def _without(items: Sequence[T], start: int, stop: int) -> tuple[T, ...]:
@@ -76,6 +76,7 @@ def _highest_cpu(sc: Scenario) -> int:
         for e in sc.schedule
     ]
     used += [n.cpu for n in sc.nmis]
+    used += [c for p in sc.preempts for c in (p.cpu, p.to)]
     used += [f.cpu for f in sc.faults if f.cpu is not None]
     return max(used)
 

@@ -21,7 +21,7 @@ from typing import Any
 from .kernel.state import Config
 from .machine.faults import SITES, FaultSpec
 from .machine.weakmem import action_cpu
-from .sched import NmiSpec, RunEntry
+from .sched import NmiSpec, PreemptSpec, RunEntry
 
 FORMAT = "vmxfuzz-scenario"
 VERSION = 4  # the newest format this reader knows; files are written at the lowest that fits
@@ -117,6 +117,7 @@ class Scenario:
     schedule: tuple[int | str | RunEntry, ...] = ()
     nmis: tuple[NmiSpec, ...] = ()
     faults: tuple[FaultSpec, ...] = ()
+    preempts: tuple[PreemptSpec, ...] = ()  # format v3: preemption inside an ioctl
     name: str = ""
     description: str = ""
     expect: dict[str, Any] | None = None  # reference, patched, classes; causes per variant
@@ -137,6 +138,8 @@ class Scenario:
         d["schedule"] = [e.to_json() if isinstance(e, RunEntry) else e for e in self.schedule]
         d["nmis"] = [asdict(n) for n in self.nmis]
         d["faults"] = [{k: v for k, v in asdict(f).items() if v is not None} for f in self.faults]
+        if self.preempts:
+            d["preempts"] = [asdict(p) for p in self.preempts]
         if self.expect is not None:
             d["expect"] = self.expect
         return d
@@ -146,7 +149,11 @@ class Scenario:
         """The lowest format version that can express this scenario."""
         if self.anchored:
             return 4
-        if self.config.weak_memory or any(isinstance(e, str) for e in self.schedule):
+        if (
+            self.config.weak_memory
+            or self.preempts
+            or any(isinstance(e, str) for e in self.schedule)
+        ):
             return 3
         return 2 if any(o.op in NESTED_OPS for o in self.ops) else 1
 
@@ -350,6 +357,13 @@ def from_json(data: Any, where: str = "<scenario>") -> Scenario:
         if m["before"] not in labels:
             raise ScenarioError(where, f"/nmis/{i}/before", f"unknown step label {m['before']!r}")
         nmis.append(NmiSpec(m["cpu"], m["before"], m.get("nth", 1), m.get("kind", "panic")))
+    preempts = []
+    for i, m in enumerate(data.get("preempts", [])):
+        cpu_ok(m["cpu"], f"/preempts/{i}/cpu")
+        cpu_ok(m["to"], f"/preempts/{i}/to")
+        if m["at"] not in labels:
+            raise ScenarioError(where, f"/preempts/{i}/at", f"unknown step label {m['at']!r}")
+        preempts.append(PreemptSpec(m["cpu"], m["at"], m.get("nth", 1), m["to"]))
     faults = []
     for i, f in enumerate(data.get("faults", [])):
         site = f["site"]
@@ -375,6 +389,7 @@ def from_json(data: Any, where: str = "<scenario>") -> Scenario:
         schedule=tuple(schedule),
         nmis=tuple(nmis),
         faults=tuple(faults),
+        preempts=tuple(preempts),
         name=data.get("name", ""),
         description=data.get("description", ""),
         expect=data.get("expect"),

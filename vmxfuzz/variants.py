@@ -33,6 +33,7 @@ from .plugin import Declarations, declarations
 SHARED_MODULES = (
     "vmxfuzz.kernel.list",
     "vmxfuzz.kernel.smp",
+    "vmxfuzz.kernel.preempt",
     "vmxfuzz.kernel.x86",
     "vmxfuzz.kernel.vmx",
     "vmxfuzz.kernel.nested",

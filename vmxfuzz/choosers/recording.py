@@ -70,7 +70,12 @@ class RecordingChooser(Chooser):
         return spec
 
     def scenario(self, base: Scenario) -> Scenario:
-        """``base`` with the decisions made so far as its schedule, NMIs and faults."""
+        """``base`` with the decisions made so far as its schedule, NMIs, faults and
+        preemptions."""
         return replace(
-            base, schedule=tuple(self.entries), nmis=tuple(self.nmis), faults=tuple(self.faults)
+            base,
+            schedule=tuple(self.entries),
+            nmis=tuple(self.nmis),
+            faults=tuple(self.faults),
+            preempts=tuple(self.preempts),
         )

@@ -49,10 +49,11 @@ from hypothesis import event as _hyp_event
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from ..kernel.preempt import PREEMPT_POINTS
 from ..kernel.state import Config
 from ..machine.faults import SITES, FaultSpec
 from ..scenario import NESTED_OPS, Op, Scenario
-from ..sched import NmiSpec
+from ..sched import NmiSpec, PreemptSpec
 from .pct import Pct, pct_schedule
 from .windows import NmiTargets, nmi_points
 
@@ -340,13 +341,19 @@ def scenarios(
         schedule = draw(schedules(config.cpus, config.weak_memory))
     base = replace(base, schedule=schedule)
     count = draw(st.sampled_from((1, 2, 0)))
-    if not count:
+    preempt = draw(st.sampled_from((False, False, False, True)))
+    if not count and not preempt:
         return base  # no pre-run needed
     targets = NmiTargets.of(base, variants)
+    preempts: tuple[PreemptSpec, ...] = ()
+    points = [p for p in targets.all if p[1] in PREEMPT_POINTS]
+    if preempt and points:  # a vCPU ioctl preempted at a point it reaches, to any CPU
+        cpu, label, nth = draw(st.sampled_from(points))
+        preempts = (PreemptSpec(cpu, label, nth, draw(st.integers(0, config.cpus - 1))),)
     nmis: list[NmiSpec] = []
     for _ in range(count if targets.all else 0):
         pool = targets.pool(draw(st.sampled_from(POOLS)))
         cpu, label, nth = draw(st.sampled_from(pool))
         kind = draw(st.sampled_from(swarm.nmi_kinds))
         nmis.append(NmiSpec(cpu, label, nth, kind))
-    return replace(base, nmis=tuple(nmis))
+    return replace(base, nmis=tuple(nmis), preempts=preempts)

@@ -133,14 +133,37 @@ def kvm_exit(k: Any) -> Flow:
 
 
 def vcpu_load(k: Any, vcpu: VcpuVmx) -> Flow:
+    """``kvm_main.c: vcpu_load``: the preempt notifier is this task's from here to
+    ``vcpu_put``, so a preemption at ``put_cpu`` (or later) runs ``kvm_sched_out`` /
+    ``kvm_sched_in``."""
     cpu = yield from k.f.get_cpu(k)
+    k.ctx.preempt_notifier = vcpu  # preempt_notifier_register (per task: not a step)
     yield from k.f.kvm_arch_vcpu_load(k, vcpu, cpu)
     yield from k.f.put_cpu(k)
 
 
 def vcpu_put(k: Any, vcpu: VcpuVmx) -> Flow:
+    """``kvm_main.c: vcpu_put``: with the notifier gone, the final ``preempt_enable``
+    is no KVM preemption point."""
     yield "vcpu_put:preempt_disable"
     yield from k.f.kvm_arch_vcpu_put(k, vcpu)
+    k.ctx.preempt_notifier = None  # preempt_notifier_unregister
+
+
+def kvm_sched_out(k: Any, vcpu: VcpuVmx) -> Flow:
+    """``kvm_main.c: kvm_sched_out`` (the task is TASK_RUNNING: preempted)."""
+    yield "kvm_sched_out:preempted"
+    vcpu.preempted = True
+    yield from k.f.kvm_arch_vcpu_put(k, vcpu)
+
+
+def kvm_sched_in(k: Any, vcpu: VcpuVmx, cpu: int) -> Flow:
+    """``kvm_main.c: kvm_sched_in``: load the vCPU on the CPU the task now runs on
+    (``kvm_arch_sched_in`` -> ``vmx_sched_in`` only adjusts the PLE window: not
+    modelled)."""
+    yield "kvm_sched_in:preempted"
+    vcpu.preempted = False
+    yield from k.f.kvm_arch_vcpu_load(k, vcpu, cpu)
 
 
 def kvm_create_vm(k: Any, name: str) -> Flow:
@@ -182,7 +205,7 @@ def kvm_vm_ioctl_create_vcpu(k: Any, vm: Kvm, name: str) -> Flow:
 
 def kvm_arch_vcpu_ioctl_run(k: Any, vcpu: VcpuVmx) -> Flow:
     yield from k.f.vcpu_load(k, vcpu)
-    r = yield from k.f.vcpu_enter_guest(k, vcpu)
+    r = yield from k.f.vcpu_run(k, vcpu)
     yield from k.f.vcpu_put(k, vcpu)
     return r
 

@@ -145,7 +145,7 @@ def nested_exit_ioctl_run(k: Any, v: Any, exit: str) -> Flow:
     the vCPU here, emulate, and re-enter the guest (L1 on vmcs01, L2 on vmcs02)."""
     yield from k.f.vcpu_load(k, v)
     r = yield from L1_EXITS[exit](k, v)
-    yield from k.f.vcpu_enter_guest(k, v)
+    yield from k.f.vcpu_run(k, v)
     yield from k.f.vcpu_put(k, v)
     return r
 

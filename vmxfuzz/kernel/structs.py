@@ -62,6 +62,7 @@ class VcpuVmx(KObject):
         self.nested = NestedVmx(name)
         self.guest_mode = False
         self.mutex: int | None = None  # vcpu->mutex owner (CPU), None when free
+        self.preempted = False  # vcpu->preempted (kvm_sched_out / kvm_sched_in)
 
     def embedded(self) -> list[KObject]:
         """Objects whose memory is part of this one (freed with it)."""

@@ -163,11 +163,14 @@ def vmx_switch_vmcs(k: Any, vcpu: VcpuVmx, vmcs: LoadedVmcs) -> Flow:
 
 def get_cpu(k: Any) -> Flow:
     yield "get_cpu:preempt_disable"
+    k.f.preempt_disable(k)
     return k.cpu
 
 
 def put_cpu(k: Any) -> Flow:
+    """``put_cpu()`` = ``preempt_enable()``: a preemption point (kernel/preempt.py)."""
     yield "put_cpu:preempt_enable"
+    yield from k.f.preempt_enable(k)
 
 
 def init_vmcs(k: Any, vcpu: VcpuVmx) -> Flow:
@@ -211,11 +214,32 @@ def vmx_free_vcpu(k: Any, vcpu: VcpuVmx) -> Flow:
     k.kfree(vcpu)
 
 
-def vmx_vcpu_run(k: Any, vcpu: VcpuVmx) -> Flow:
-    """VMLAUNCH if ``launched == 0`` else VMRESUME; ``launched = 1`` if entry worked."""
-    yield "vmx_vcpu_run:need_vmcs12_to_shadow_sync"
+def vmx_prepare_switch_to_guest(k: Any, vcpu: VcpuVmx) -> Flow:
+    """``vmx.c: vmx_prepare_switch_to_guest`` (5.6.4 and 5.7.14 alike), the
+    ``prepare_guest_switch`` hook: the vmcs12 -> shadow VMCS sync runs here, with
+    preemption off but IRQs on, so an IPI can land between its shadow VMPTRLD and
+    VMCLEAR.  The host-state part (``guest_state_loaded``, HOST_FS/GS VMWRITEs only
+    when the selectors changed) is not modelled."""
+    yield "vmx_prepare_switch_to_guest:need_vmcs12_to_shadow_sync"
     if vcpu.nested.need_vmcs12_to_shadow_sync:
         yield from k.f.nested_sync_vmcs12_to_shadow(k, vcpu)
+
+
+def vmx_get_cpl(k: Any, vcpu: VcpuVmx) -> Flow:
+    """``vmx_get_cpl`` -> ``vmx_read_guest_seg_ar``: a VMREAD of GUEST_SS_AR_BYTES from
+    the current VMCS (the segment cache, emptied at each VM exit, is not modelled: the
+    read is taken to happen, the worst case)."""
+    yield from k.f.vmcs_read(k, "GUEST_SS_AR_BYTES")
+    return 0
+
+
+def vmx_vcpu_run(k: Any, vcpu: VcpuVmx) -> Flow:
+    """VMLAUNCH if ``launched == 0`` else VMRESUME; ``launched = 1`` if entry worked.
+
+    The shadow sync is not here: ``vmx_prepare_switch_to_guest`` did it (the kernel
+    only WARNs here if it is still pending)."""
+    if vcpu.nested.need_vmcs12_to_shadow_sync:
+        k.warn("vmx_vcpu_run: need_vmcs12_to_shadow_sync still set")
     lv = vcpu.loaded_vmcs
     yield "vmx_vcpu_run:read_launched"
     launch = not lv.launched

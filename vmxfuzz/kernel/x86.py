@@ -73,6 +73,10 @@ def kvm_arch_vcpu_load(k: Any, vcpu: Any, cpu: int) -> Flow:
 
 
 def kvm_arch_vcpu_put(k: Any, vcpu: Any) -> Flow:
+    """``x86.c: kvm_arch_vcpu_put``: a preempted vCPU records whether it was preempted
+    in kernel mode (``get_cpl``, a VMREAD), then the vendor ``vcpu_put``."""
+    if vcpu.preempted:
+        yield from k.f.kvm_x86_call(k, "get_cpl", vcpu)
     yield from k.f.kvm_x86_call(k, "vcpu_put", vcpu)
 
 
@@ -118,12 +122,37 @@ def kvm_arch_destroy_vm(k: Any, vm: Any) -> Flow:
 
 
 def vcpu_enter_guest(k: Any, vcpu: Any) -> Flow:
-    """IRQs off around the entry; the vendor ``run`` hook does VMLAUNCH/VMRESUME.
+    """``x86.c: vcpu_enter_guest`` (5.6.4 and 5.7.14 alike, requests not modelled):
+    ``preempt_disable()``, ``prepare_guest_switch`` (IRQs still on), IRQs off, the
+    cancel check (``need_resched()``: IRQs and preemption back on, return 1 so
+    ``vcpu_run`` enters again), the vendor ``run`` hook (VMLAUNCH/VMRESUME), IRQs on,
+    ``preempt_enable()`` (a preemption point before ``handle_exit``).
 
     A failed entry is not an error of the ioctl: ``vmx_handle_exit`` reports it to
     userspace as ``run->exit_reason = KVM_EXIT_FAIL_ENTRY`` and ``KVM_RUN`` returns 0.
     That exit reason is what userspace observes, so it is the op's result."""
+    k.f.preempt_disable(k)
+    yield from k.f.kvm_x86_call(k, "prepare_guest_switch", vcpu)
     yield from k.f.local_irq_disable(k)
+    yield "vcpu_enter_guest:need_resched"
+    to = k.f.need_resched(k)
+    if to is not None:
+        yield from k.f.local_irq_enable(k)
+        k.ctx.preempt_count -= 1  # preempt_enable() with need_resched() set
+        yield from k.f.__schedule(k, to)
+        return 1  # cancel_injection: vcpu_run enters the guest again
     r = yield from k.f.kvm_x86_call(k, "run", vcpu)
     yield from k.f.local_irq_enable(k)
+    yield "vcpu_enter_guest:preempt_enable"
+    yield from k.f.preempt_enable(k)
     return "KVM_EXIT_FAIL_ENTRY" if r == -1 else 0
+
+
+def vcpu_run(k: Any, vcpu: Any) -> Flow:
+    """``x86.c: vcpu_run``: enter the guest until an exit goes to userspace (``r <= 0``
+    in the kernel; here every entry that ran exits to userspace, and a cancelled entry,
+    1, loops)."""
+    while True:
+        r = yield from k.f.vcpu_enter_guest(k, vcpu)
+        if r != 1:
+            return r
