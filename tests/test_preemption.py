@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import EXAMPLES, ROOT, create_vcpu, run_vcpu
 
+from vmxfuzz.anchor import anchor
 from vmxfuzz.executor import run
 from vmxfuzz.explore import Bound, Explorer
 from vmxfuzz.kernel.preempt import PREEMPT_POINTS
@@ -101,7 +102,7 @@ def test_the_shadow_sync_runs_in_prepare_guest_switch_with_irqs_on() -> None:
     """Issue 14 item 2: the vmcs12 -> shadow copy is before local_irq_disable, so
     the reboot IPI lands between its VMPTRLD and VMCLEAR (F14)."""
     path = ROOT / "tests" / "regressions" / "F14-reboot-ipi-in-shadow-sync-after-migration.json"
-    sc = load(path)
+    sc, _ = anchor(load(path), "reference")  # the differential's meaning of the file
     for variant in ("reference", "patched"):
         r = run(sc, variant)
         cpu1 = [(e.context, e.name, e.label) for e in r.trace if e.cpu == 1]

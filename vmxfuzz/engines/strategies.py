@@ -341,19 +341,24 @@ def scenarios(
         schedule = draw(schedules(config.cpus, config.weak_memory))
     base = replace(base, schedule=schedule)
     count = draw(st.sampled_from((1, 2, 0)))
-    preempt = draw(st.sampled_from((False, False, False, True)))
-    if not count and not preempt:
-        return base  # no pre-run needed
-    targets = NmiTargets.of(base, variants)
-    preempts: tuple[PreemptSpec, ...] = ()
-    points = [p for p in targets.all if p[1] in PREEMPT_POINTS]
-    if preempt and points:  # a vCPU ioctl preempted at a point it reaches, to any CPU
-        cpu, label, nth = draw(st.sampled_from(points))
-        preempts = (PreemptSpec(cpu, label, nth, draw(st.integers(0, config.cpus - 1))),)
+    targets = NmiTargets.of(base, variants) if count else None
     nmis: list[NmiSpec] = []
-    for _ in range(count if targets.all else 0):
+    for _ in range(count if targets is not None and targets.all else 0):
+        assert targets is not None
         pool = targets.pool(draw(st.sampled_from(POOLS)))
         cpu, label, nth = draw(st.sampled_from(pool))
         kind = draw(st.sampled_from(swarm.nmi_kinds))
         nmis.append(NmiSpec(cpu, label, nth, kind))
-    return replace(base, nmis=tuple(nmis), preempts=preempts)
+    base = replace(base, nmis=tuple(nmis))
+    # Drawn last, so the draws above mean what they meant before preemptions existed.
+    if not draw(st.sampled_from((False, False, False, True))):
+        return base
+    if targets is None:
+        targets = NmiTargets.of(base, variants)
+    points = [p for p in targets.all if p[1] in PREEMPT_POINTS]
+    if not points:
+        return base
+    # a vCPU ioctl preempted at a point it reaches, resumed on any CPU
+    cpu, label, nth = draw(st.sampled_from(points))
+    to = draw(st.integers(0, config.cpus - 1))
+    return replace(base, preempts=(PreemptSpec(cpu, label, nth, to),))
