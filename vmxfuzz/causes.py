@@ -187,18 +187,32 @@ def _kexec(k: Any, hist: History, v: Any) -> Cause:
     if peek(vmcs, "shadow") or role == "shadow_vmcs":
         how = hist.activated.get((cpu, id(vmcs)), "")
         if crash:
-            if how == "vm-entry":
-                return Cause(
-                    "kexec-active-vmcs/shadow-vmcs-cached-by-vm-entry",
-                    f"{name} was cached by CPU {cpu} at a VM entry of a VMCS that links it "
-                    f"with VMCS shadowing on; {cleanup} VMCLEARs only loaded_vmcs->vmcs of "
-                    "the listed loaded_vmcs, and a shadow VMCS is on no list",
-                )
+            why = (
+                f"{cleanup} VMCLEARs only loaded_vmcs->vmcs of the listed loaded_vmcs, and a "
+                "shadow VMCS is on no list"
+            )
+        elif cpu in hist.hw_disabled:
+            # Orderly: __loaded_vmcs_clear() VMCLEARs the shadow only if vmcs01 launched.
+            owner = obj_name(lv) if lv is not None else "its loaded_vmcs"
+            launched = peek(lv, "launched") if lv is not None else "?"
+            why = (
+                f"{cleanup} VMCLEARs a shadow VMCS only when its loaded_vmcs is launched, "
+                f"and {owner} had launched = {launched} (not yet entered on this CPU)"
+            )
+        else:
+            why = ""
+        if why and how == "vm-entry":
+            return Cause(
+                "kexec-active-vmcs/shadow-vmcs-cached-by-vm-entry",
+                f"{name} was cached by CPU {cpu} at a VM entry of a VMCS that links it "
+                f"with VMCS shadowing on; {why}",
+            )
+        if why:
             return Cause(
                 "kexec-active-vmcs/shadow-vmcs-loaded-for-sync",
                 f"{name} was made current by VMPTRLD on CPU {cpu} (the vmcs12 <-> shadow "
-                f"copy) and the crash came before its VMCLEAR; {cleanup} VMCLEARs only "
-                "loaded_vmcs->vmcs of the listed loaded_vmcs, and a shadow VMCS is on no list",
+                f"copy) and the {'crash' if crash else 'cleanup'} came before its VMCLEAR; "
+                f"{why}",
             )
     if crash:
         if cpu not in hist.crash_walk:
