@@ -106,7 +106,15 @@ def _docs(doc: FindingsDoc | None, finding: dict[str, Any], out: Path) -> list[D
         return []
     entries, how = doc.match(finding)
     base = os.path.relpath(doc.path, out)
-    return [DocRef(e.id, e.title, f"{base}#{e.anchor}" if e.anchor else base, how) for e in entries]
+    refs: dict[str, DocRef] = {}  # one link per section (F01 and F02 share one)
+    for e in entries:
+        href = f"{base}#{e.anchor}" if e.anchor else base
+        key = href if e.anchor else e.id
+        if key in refs:
+            refs[key].id += f", {e.id}"
+        else:
+            refs[key] = DocRef(e.id, e.title, href, how)
+    return list(refs.values())
 
 
 def group(rows: list[Row]) -> list[Group]:

@@ -307,7 +307,11 @@ def _window(w: dict[str, Any], pages: dict[str, str]) -> str:
             text = f"<code>{_esc(v)}</code>"
             parts.append(f"<a href='{_esc(page)}'>{text}</a>" if page else text)
         elif isinstance(v, dict):
-            inner = ", ".join(f"{_esc(a)}: <code>{_esc(b)}</code>" for a, b in v.items())
+            inner = ", ".join(
+                f"{_esc(short_name(str(a)))}: "
+                + ("&mdash; (none)" if b is None else f"<code>{_esc(b)}</code>")
+                for a, b in v.items()
+            )
             parts.append(f"{_esc(k)}: {inner}")
         else:
             parts.append(f"{_esc(k)}: <code>{_esc(v)}</code>")
