@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +19,22 @@ from vmxfuzz.machine.faults import FaultSpec
 from vmxfuzz.scenario import Op, Scenario, load
 from vmxfuzz.sched import NmiSpec
 from vmxfuzz.variants import build
+
+
+@cache
+def explored_seed_bound(variant: str) -> Any:
+    """The documented exploration bound (seed program, 1 NMI, 4 setup ops), explored once
+    per test process: several tests read the same exploration (its findings, its state
+    count, its fingerprints) and it is one of the suite's most expensive computations.
+    Callers must not modify the returned :class:`~vmxfuzz.explore.Explorer`."""
+    from dataclasses import replace
+
+    from vmxfuzz.explore import Bound, Explorer
+
+    seed = load(Path(__file__).resolve().parent.parent / "examples" / "seed-nmi-in-list-add.json")
+    ex = Explorer(replace(seed, schedule=(), nmis=(), faults=()), variant, Bound(nmis=1, setup=4))
+    assert ex.explore()
+    return ex
 
 
 def campaign(

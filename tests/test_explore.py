@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import explored_seed_bound
 
 from vmxfuzz.cli import main
 from vmxfuzz.executor import run
@@ -50,18 +51,19 @@ def _replays(ex: Explorer) -> None:
 
 
 def test_the_seed_window_is_found_in_reference_and_absent_in_patched() -> None:
-    ref = _explore(_seed(), "reference", nmis=1, setup=4)
+    ref = explored_seed_bound("reference")
     sites = {f.violation.site for f in ref.findings if f.violation.invariant == "kexec-active-vmcs"}
     # Every step of the list_add window, and the list_del side.
     for step in ("next_prev", "new_next", "new_prev", "publish"):
         assert f"machine_kexec:vmcs@list_add:{step}" in sites
     assert any("@list_del:" in s for s in sites)
     _replays(ref)
-    pat = _explore(_seed(), "patched", nmis=1, setup=4)
+    pat = explored_seed_bound("patched")
     assert pat.complete and not pat.findings
     assert pat.stats.states > 100  # it did look: every NMI placement was run
 
 
+@pytest.mark.slow  # four explorations without sleep sets or with a second program
 def test_sleep_sets_and_hashing_keep_every_state_and_finding() -> None:
     """Sleep sets alone never lose a reachable state (Godefroid): the same set of
     state fingerprints with and without them, for fewer runs."""
@@ -79,7 +81,7 @@ def test_sleep_sets_and_hashing_keep_every_state_and_finding() -> None:
 
 
 def test_fingerprints_do_not_depend_on_the_run() -> None:
-    a = _explore(_seed(), "patched", nmis=1, setup=4)
+    a = explored_seed_bound("patched")  # explored earlier in this process, or now
     b = _explore(_seed(), "patched", nmis=1, setup=4)
     assert set(a.visited) == set(b.visited)
 
@@ -114,6 +116,8 @@ def test_enumerated_programs_are_shortest_first_and_parallel_only_across_cpus() 
                 assert op.cpu != prev.cpu
 
 
+@pytest.mark.slow  # the seed bound on both variants again, through the CLI (the finding
+# path of the command runs by default in tests/test_causes.py's explore tests)
 def test_explore_command_reports_findings_as_a_campaign(tmp_path: Path, capsys) -> None:
     out = tmp_path / "x"
     args = [str(SEED), "--setup", "4", "--out", str(out), "--json", "--max-runs", "100000"]
@@ -157,11 +161,19 @@ def test_bad_explore_options_are_one_line_errors(tmp_path: Path, capsys, bad: li
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "bound",
+    [
+        ["--ops", "0", "--setup", "2"],  # one program, a few hundred runs
+        pytest.param(["--ops", "1"], marks=pytest.mark.slow),  # every 1-op program (minutes)
+    ],
+    ids=["setup-only", "ops-1"],
+)
 def test_a_budget_too_small_is_an_incomplete_verdict_and_resume_continues(
-    tmp_path: Path, capsys
+    tmp_path: Path, capsys, bound: list[str]
 ) -> None:
     out = tmp_path / "r"
-    base = ["explore", "--cpus", "2", "--vcpus", "1", "--ops", "1", "--nmi-kinds", "panic"]
+    base = ["explore", "--cpus", "2", "--vcpus", "1", *bound, "--nmi-kinds", "panic"]
     base += ["--variant", "patched", "--out", str(out)]
     code = main([*base, "--max-runs", "5"])
     first = json.loads((out / "explore.json").read_text())

@@ -40,14 +40,7 @@ def test_explore_state_counts_on_the_seed_bound_are_the_base_ones() -> None:
     program, 1 NMI, setup fixed) has the same states as on the base (docs/performance.md:
     634/572 on 155cb2b; 679/614 since issue 14 added the prepare_guest_switch hook and
     the preemption-point steps to every KVM_RUN)."""
-    from dataclasses import replace
+    from helpers import explored_seed_bound
 
-    from vmxfuzz.explore import Bound, Explorer
-    from vmxfuzz.scenario import load
-
-    seed = load(HERE.parent.parent / "examples" / "seed-nmi-in-list-add.json")
-    program = replace(seed, schedule=(), nmis=(), faults=())
     for variant, states in (("reference", 679), ("patched", 614)):
-        ex = Explorer(program, variant, Bound(nmis=1, setup=4))
-        assert ex.explore()
-        assert ex.stats.states == states, variant
+        assert explored_seed_bound(variant).stats.states == states, variant

@@ -83,6 +83,8 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
+@pytest.mark.slow  # a -fork libFuzzer campaign started and killed (test_sigkill_then_resume
+# kills an atheris campaign in the default run)
 def test_sigkill_of_the_campaign_ends_its_libfuzzer_children(tmp_path: Path) -> None:
     pytest.importorskip("atheris")
     from vmxfuzz.lifeline import alive
