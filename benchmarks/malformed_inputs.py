@@ -94,9 +94,9 @@ class Tally:
 
 
 # ---- the base scenarios ------------------------------------------------------------------
-def bases() -> list[dict[str, Any]]:
-    files = sorted((ROOT / "examples").glob("*.json")) + sorted(
-        (ROOT / "tests" / "regressions").glob("*.json")
+def bases(root: Path = ROOT) -> list[dict[str, Any]]:
+    files = sorted((root / "examples").glob("*.json")) + sorted(
+        (root / "tests" / "regressions").glob("*.json")
     )
     return [json.loads(p.read_text()) for p in files]
 
@@ -473,10 +473,13 @@ KINDS: dict[str, tuple[Gen, int]] = {  # kind -> generator, share per 10,500
 }
 
 
-def generate(count: int, seed: int, kinds: list[str] | None = None) -> Iterator[Input]:
-    """``count`` inputs in the kinds' proportions (at least one each), deterministic."""
+def generate(
+    count: int, seed: int, kinds: list[str] | None = None, root: Path = ROOT
+) -> Iterator[Input]:
+    """``count`` inputs in the kinds' proportions (at least one each), deterministic
+    for a given seed and set of base files (``root``'s examples and regressions)."""
     rng = random.Random(seed)
-    docs = bases()
+    docs = bases(root)
     chosen = kinds or list(KINDS)
     total = sum(KINDS[k][1] for k in chosen)
     for k in chosen:
@@ -615,10 +618,13 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--kinds", help="comma-separated kinds (default all)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--root", type=Path, default=ROOT, help="checkout whose files are the bases")
+    ap.add_argument("--hang", type=int, default=HANG_S, help="seconds before a hang is counted")
     a = ap.parse_args()
+    globals()["HANG_S"] = a.hang
     kinds = a.kinds.split(",") if a.kinds else None
     t0 = time.perf_counter()
-    inputs = list(generate(a.count, a.seed, kinds))
+    inputs = list(generate(a.count, a.seed, kinds, a.root))
     tallies = run_all(inputs)
     total = tallies["total"]
     if a.json:

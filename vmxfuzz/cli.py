@@ -340,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from .fuzzcmd import fuzz
+    from .fuzzcmd import fuzz, process_started
 
     _variants(args.variant)
     _seconds(args.time, "--time")
@@ -365,6 +365,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         nested=args.nested,
         fail_on=args.fail_on,
         db_url=args.db,
+        started=process_started(),
     )
 
 

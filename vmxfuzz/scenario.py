@@ -36,6 +36,7 @@ MAX_SCHEDULE = 10_000
 MAX_NMIS = 100
 MAX_FAULTS = 100
 MAX_DEPTH = 8  # JSON nesting: a scenario needs 4 (top, expect, list, item)
+MAX_ARRAY = 10_000  # any other array (``expect`` lists, CPU lists)
 LIMITS = {"ops": MAX_OPS, "schedule": MAX_SCHEDULE, "nmis": MAX_NMIS, "faults": MAX_FAULTS}
 
 # op -> the fields it needs besides "cpu"
@@ -421,13 +422,20 @@ def _no_constant(name: str) -> Any:
 
 
 def _check_tree(data: Any, where: str) -> None:
-    """Duplicate keys and nesting deeper than :data:`MAX_DEPTH`, with their pointer."""
+    """Duplicate keys, nesting deeper than :data:`MAX_DEPTH` and arrays longer than
+    :data:`MAX_ARRAY`, with their pointer (one pass, before the schema)."""
     stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
     while stack:
         node, path = stack.pop()
         if len(path) >= MAX_DEPTH and isinstance(node, dict | list):
             raise ScenarioError(
                 where, _pointer(path), f"nested deeper than {MAX_DEPTH} levels (docs/scenarios.md)"
+            )
+        if isinstance(node, list) and len(node) > MAX_ARRAY:
+            raise ScenarioError(
+                where,
+                _pointer(path),
+                f"{len(node)} entries, more than the limit of {MAX_ARRAY} (docs/scenarios.md)",
             )
         if isinstance(node, _Duplicates):
             raise ScenarioError(
