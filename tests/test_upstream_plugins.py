@@ -51,8 +51,8 @@ EXPECTED: dict[str, dict[str, set[tuple[str, str | None]]]] = {
     str(F04): F04_FIX,
     str(F05): {
         "F05-crash-between-cr4-vmxe-and-vmxon": {("fixed", "oops")},
-        # F14: the emergency VMXOFF after an undetected VMfail is eaten too.
-        "F14-crash-after-undetected-vmxon-vmfail": {("fixed", "oops")},
+        # F15: the emergency VMXOFF after an undetected VMfail is eaten too.
+        "F15-crash-after-undetected-vmxon-vmfail": {("fixed", "oops")},
     },
     str(F08): {
         "F08-crash-leaves-cached-shadow-vmcs": {("fixed", "kexec-active-vmcs")},
@@ -69,7 +69,7 @@ EXPECTED: dict[str, dict[str, set[tuple[str, str | None]]]] = {
         "F07-vm-survives-failed-module-init": {("fixed", "use-after-free")},
         "F08-crash-leaves-cached-shadow-vmcs": {("fixed", "kexec-active-vmcs")},
         "F09-crash-nmi-in-copy-shadow-to-vmcs12": {("fixed", "kexec-active-vmcs")},
-        "F14-crash-after-undetected-vmxon-vmfail": {("fixed", "oops")},
+        "F15-crash-after-undetected-vmxon-vmfail": {("fixed", "oops")},
     },
 }
 
