@@ -23,7 +23,14 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Iterable
-from types import FunctionType, GeneratorType, MethodType, SimpleNamespace
+from types import (
+    BuiltinMethodType,
+    FunctionType,
+    GeneratorType,
+    MethodType,
+    ModuleType,
+    SimpleNamespace,
+)
 from typing import Any
 
 from . import footprint
@@ -115,6 +122,14 @@ class _Walker:
         elif isinstance(obj, MethodType):
             out.append(("method", obj.__func__.__qualname__))
             self.walk(obj.__self__)
+        elif isinstance(obj, BuiltinMethodType):
+            # A bound C method (``box.append`` as a task's completion callback): its
+            # name and the object it is bound to.  Its repr would carry the object's
+            # address, which differs between runs and processes.
+            owner = obj.__self__
+            out.append(("builtin", obj.__qualname__))
+            if owner is not None and not isinstance(owner, ModuleType):
+                self.walk(owner)
         elif isinstance(obj, FunctionType):
             out.append(("fn", obj.__module__, obj.__qualname__))
             for cell in obj.__closure__ or ():
