@@ -204,3 +204,84 @@ def test_sigterm_leaves_a_partial_report(tmp_path: Path) -> None:
     doc = json.loads((out / "explore.json").read_text())
     assert doc["interrupted"] and not doc["complete"], stderr
     assert "INCOMPLETE" in stdout or doc["findings"], stderr
+
+
+# ---- pinned counts of the documented bounds ----------------------------------------------
+
+# (bound, variant) -> (states, runs, distinct (invariant, site) findings), generated with
+# the serial explorer (docs/performance.md).  Every change to fingerprints, footprints,
+# reductions, caching or the workers must keep these exactly: a lost state is a hole in
+# a "no violation within the bound" verdict.
+PINNED = {
+    ("seed-1nmi", "reference"): (634, 684, 12),
+    ("seed-1nmi", "patched"): (572, 618, 0),
+    ("1op-1nmi", "reference"): (5798, 6325, 15),
+    ("1op-1nmi", "patched"): (5227, 5722, 1),
+    ("1op-1nmi-1fault", "reference"): (5875, 6887, 17),
+    ("1op-1nmi-1fault", "patched"): (5522, 6503, 2),
+    ("2op-0nmi", "reference"): (22468, 7351, 1),
+    ("2op-0nmi", "patched"): (20860, 7083, 1),
+}
+
+
+def _bound(name: str) -> tuple[list[Scenario], Bound]:
+    if name == "seed-1nmi":
+        return [_seed()], Bound(nmis=1, setup=4)
+    setup = len(setup_ops(2, 2))
+    ops, kw = {
+        "1op-1nmi": (1, {"nmis": 1}),
+        "1op-1nmi-1fault": (1, {"nmis": 1, "faults": 1}),
+        "2op-0nmi": (2, {"nmis": 0}),
+    }[name]
+    return list(programs(2, 2, ops)), Bound(setup=setup, **kw)  # type: ignore[arg-type]
+
+
+def _counts(name: str, variant: str, workers: int = 1) -> tuple[int, int, int]:
+    from vmxfuzz.explorepool import Job, explore_job, explore_parallel
+
+    progs, bound = _bound(name)
+    jobs = [Job(i, p, variant, bound, float("inf")) for i, p in enumerate(progs)]
+    outs = explore_parallel(jobs, workers) if workers > 1 else map(explore_job, jobs)
+    states = runs = 0
+    found: set[tuple[str, str]] = set()
+    for o in outs:
+        assert o.complete
+        states += o.stats.states
+        runs += o.stats.runs
+        found |= {(f.violation.invariant, f.violation.site) for f in o.findings}
+    return states, runs, len(found)
+
+
+@pytest.mark.parametrize("variant", ["reference", "patched"])
+def test_the_seed_bound_keeps_its_pinned_counts(variant: str) -> None:
+    assert _counts("seed-1nmi", variant) == PINNED[("seed-1nmi", variant)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", [k for k in PINNED if k[0] != "seed-1nmi"])
+def test_every_documented_bound_keeps_its_pinned_counts(key: tuple[str, str]) -> None:
+    assert _counts(*key) == PINNED[key]
+    assert _counts(*key, workers=2) == PINNED[key]
+
+
+def test_workers_give_the_serial_result(tmp_path: Path, capsys) -> None:
+    """Two programs on two processes: the same states, runs and findings, the same
+    reproducers, as one process (the merge consumes programs in order)."""
+    suspend = ROOT / "examples" / "clean-suspend-resume.json"
+    base = ["explore", str(SEED), str(suspend), "--setup", "3", "--nmi-kinds", "panic"]
+    base += ["--variant", "reference", "--json", "--time", "600"]
+    docs = []
+    for w in (1, 2):
+        out = tmp_path / f"w{w}"
+        assert main([*base, "--workers", str(w), "--out", str(out)]) == 1
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["complete"] and doc["workers"] == w
+        for key in ("seconds", "states_per_s", "first_finding_seconds", "workers"):
+            doc.pop(key)
+        for f in doc["findings"]:
+            f.pop("found_after_s")
+            name = Path(f.pop("reproducer")).name
+            f["scenario"] = (out / name).read_text()
+        docs.append(doc)
+    assert docs[0] == docs[1]
+    assert docs[0]["findings"] and docs[0]["programs_done"] == 2

@@ -294,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="sleep-set reduction (default on; off: state hashing only)",
     )
+    x.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes exploring programs at once (results identical to one; default 1)",
+    )
     x.set_defaults(func=cmd_explore)
 
     d = sub.add_parser("decode", help="write the scenario a libFuzzer input stands for")
@@ -445,6 +451,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
         _seconds(args.time, "--time")
     if args.max_runs is not None and args.max_runs < 1:
         raise BadInput(f"--max-runs: must be at least 1, not {args.max_runs}")
+    if args.workers < 1:
+        raise BadInput(f"--workers: must be at least 1, not {args.workers}")
+    if args.workers > 1 and args.max_runs is not None:
+        raise BadInput("--workers: a --max-runs budget is counted in program order (one worker)")
     kinds = tuple(k for k in args.nmi_kinds.split(",") if k)
     bad = [k for k in kinds if k not in NMI_KINDS]
     if bad or not kinds:
@@ -504,6 +514,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         sleep_sets=args.sleep_sets,
         max_runs=args.max_runs,
         scope=scope,
+        workers=args.workers,
     )
 
 

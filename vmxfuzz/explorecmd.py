@@ -22,6 +22,7 @@ from typing import Any
 from .atomic import write_text_atomic
 from .campaign import Campaign
 from .explore import Bound, Explorer, Finding, Stats
+from .explorepool import Job, explore_parallel
 from .oracle import INVARIANTS
 from .report.progress import Progress, summary_table
 from .scenario import Scenario
@@ -79,6 +80,7 @@ class Report:
     complete: bool = False
     interrupted: bool = False
     first_finding_seconds: float | None = None
+    workers: int = 1
     scope: Scope = field(default_factory=Scope)
 
     def split(self, findings: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
@@ -129,6 +131,7 @@ class Report:
             "pruned_by_hash": self.stats.pruned,
             "slept": self.stats.slept,
             "seconds": round(self.seconds, 3),
+            "workers": self.workers,
             "states_per_s": round(self.stats.states / self.seconds) if self.seconds else None,
             "first_finding_seconds": (
                 None if self.first_finding_seconds is None else round(self.first_finding_seconds, 3)
@@ -228,6 +231,7 @@ def explore_cmd(
     sleep_sets: bool = True,
     max_runs: int | None = None,
     scope: Scope | None = None,
+    workers: int = 1,
 ) -> int:
     stop = {"flag": False}
 
@@ -239,7 +243,17 @@ def explore_cmd(
     old = signal.signal(signal.SIGTERM, on_term)
     try:
         return _explore(
-            source, variant, bound, budget, out, as_json, resume, sleep_sets, max_runs, scope
+            source,
+            variant,
+            bound,
+            budget,
+            out,
+            as_json,
+            resume,
+            sleep_sets,
+            max_runs,
+            scope,
+            workers,
         )
     except KeyboardInterrupt:
         if stop["flag"]:  # only before the search started: nothing to report yet
@@ -260,6 +274,7 @@ def _explore(
     sleep_sets: bool,
     max_runs: int | None = None,
     scope: Scope | None = None,
+    workers: int = 1,
 ) -> int:
     pair = split_pair(variant)
     names = list(pair) if pair is not None else [variant]
@@ -267,6 +282,7 @@ def _explore(
     c.write_summary()
     rep = Report(variant, bound, source, programs_total=source.count() * len(names))
     rep.scope = scope or Scope()
+    rep.workers = workers
     skip = 0
     if resume:
         skip, rep.stats, rep.seconds = _resume_point(out, rep.to_json([]))
@@ -288,37 +304,50 @@ def _explore(
         for hit in c.new_hits(f.scenario):
             c.record(hit, f.scenario)
 
-    index = 0
-    try:
+    def jobs() -> Iterator[Job]:
+        index = 0
         for name in names:
             for program in source.programs():
                 index += 1
-                if index <= skip:
-                    continue
-                ex = Explorer(
-                    program,
-                    name,
-                    bound,
-                    deadline=deadline,
-                    on_finding=record,
-                    sleep_sets=sleep_sets,
-                    max_runs=(
-                        None
-                        if max_runs is None
-                        else max(0, max_runs - (rep.stats.runs - runs_before))
-                    ),
-                )
-                before = rep.stats
-                ex.tick = _Ticker(prog, c, rep, ex, before, name)
-                try:
-                    done = ex.explore()
-                finally:
-                    rep.stats = before.merged(ex.stats)
-                    rep.seconds = base_seconds + (time.monotonic() - started)
-                if not done:
+                if index > skip:
+                    yield Job(index, program, name, bound, deadline, sleep_sets)
+
+    try:
+        if workers > 1:  # (--max-runs is counted in program order: serial only)
+            for res in explore_parallel(jobs(), workers):
+                for f in res.findings:  # in program order: the serial run's order
+                    record(f)
+                rep.stats = rep.stats.merged(res.stats)
+                rep.seconds = base_seconds + (time.monotonic() - started)
+                c.examples = rep.stats.runs
+                prog.update(c.examples, c.findings, extra={"states": f"{rep.stats.states:,}"})
+                if not res.complete:
                     raise TimeoutError
                 rep.programs_done += 1
                 save()
+        for job in jobs() if workers <= 1 else ():
+            ex = Explorer(
+                job.program,
+                job.variant,
+                bound,
+                deadline=deadline,
+                on_finding=record,
+                sleep_sets=sleep_sets,
+                max_runs=(
+                    None if max_runs is None else max(0, max_runs - (rep.stats.runs - runs_before))
+                ),
+            )
+            before = rep.stats
+            ex.tick = _Ticker(prog, c, rep, ex, before, job.variant)
+            try:
+                done = ex.explore()
+            finally:
+                rep.stats = before.merged(ex.stats)
+                rep.seconds = base_seconds + (time.monotonic() - started)
+            if not done:
+                raise TimeoutError
+            rep.programs_done += 1
+            save()
         rep.complete = True
     except TimeoutError:
         pass
