@@ -1,7 +1,7 @@
 """How far `vmxfuzz explore` gets in a budget: for each bound and variant, whether the
 exploration finishes, with states, runs, states/s and what sleep sets save.
 
-    python benchmarks/explore_bounds.py [--budget 60] [--sleep-ratio]
+    python benchmarks/explore_bounds.py [--budget 60] [--sleep-ratio] [--workers N] [--wide]
 
 Each row is one `vmxfuzz explore --json` subprocess (one core). The machine is shared,
 so only ratios measured in the same run are compared (sleep sets on/off); absolute
@@ -31,10 +31,20 @@ BOUNDS: list[tuple[str, list[str]]] = [
 ]
 
 
+WIDE = [
+    (
+        "2 CPUs, 2 vCPUs, 2 ops, 1 NMI (goal: <= 60 s)",
+        ["--cpus", "2", "--vcpus", "2", "--ops", "2"],
+    ),
+]
+WORKERS = 1
+
+
 def explore(args: list[str], variant: str, budget: float) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "vmxfuzz", "explore", *args, "--variant", variant]
         cmd += ["--time", str(budget), "--out", str(Path(tmp) / "x"), "--json"]
+        cmd += ["--workers", str(WORKERS)]
         t0 = time.monotonic()
         p = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if p.returncode not in (0, 1, 3):
@@ -48,9 +58,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=float, default=60.0)
     ap.add_argument("--sleep-ratio", action="store_true", help="also run without sleep sets")
+    ap.add_argument("--workers", type=int, default=1, help="explore --workers N")
+    ap.add_argument("--wide", action="store_true", help="also the wide bound of the goals")
     args = ap.parse_args()
+    global WORKERS
+    WORKERS = args.workers
     print(f"{'bound':40} {'variant':9} {'done':5} {'states':>8} {'runs':>7} {'s':>7} {'st/s':>6}")
-    for label, bound in BOUNDS:
+    for label, bound in BOUNDS + (WIDE if args.wide else []):
         for variant in ("reference", "patched"):
             d = explore(bound, variant, args.budget)
             print(
