@@ -9,7 +9,8 @@ rounds is kept per side and the table prints tree/base ratios.  Only APIs that e
 on both sides are used (``scenario.load``, ``executor.run``, ``differential``,
 ``campaign.judge``, ``explore.Explorer``, ``engines.strategies.scenarios``).
 
-* ``replay``: model steps/s replaying ``examples/`` (no trace), per variant, and the
+* ``replay``: model steps/s replaying the ``examples/`` both sides can read (no
+  trace; ``benchmarks/sampling.py``), per variant, and the
   bare-generator floor measured in the same process: a generator yielding one label
   per step, driven by ``send`` (the least a step can cost); ``floor/steps`` is how
   many times slower than that floor a model step is.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -62,22 +64,21 @@ def _floor(seconds: float) -> float:
 
 
 def bench_replay(seconds: float) -> dict[str, Any]:
-    from vmxfuzz.executor import run
-    from vmxfuzz.scenario import load
+    from sampling import examples, steps_per_second
 
-    scs = [load(p) for p in sorted((ROOT / "examples").glob("*.json"))]
-    out: dict[str, Any] = {"floor": _floor(min(1.0, seconds))}
+    names = os.environ.get("VMXFUZZ_BENCH_EXAMPLES")
+    scs = examples(names.split(",") if names else None)
+    out: dict[str, Any] = {"floor": _floor(min(1.0, seconds)), "examples": len(scs)}
     for variant in ("reference", "patched"):
-        steps = runs = 0
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            for sc in scs:
-                steps += run(sc, variant, keep_trace=False).steps
-                runs += 1
-        dt = time.perf_counter() - t0
-        out[variant] = steps / dt
-        out[f"{variant}_runs"] = runs / dt
+        out[variant], out[f"{variant}_runs"] = steps_per_second(variant, seconds, scs)
     return out
+
+
+def loadable() -> dict[str, Any]:
+    """The example files this side's vmxfuzz reads (the replay uses those both read)."""
+    from sampling import examples
+
+    return {"names": [sc.name for sc in examples()]}
 
 
 def bench_differential(seconds: float) -> dict[str, Any]:
@@ -140,6 +141,9 @@ def bench_campaign(seconds: float) -> dict[str, Any]:
 
 
 def worker(bench: str, seconds: float) -> None:
+    if bench == "loadable":
+        print(json.dumps(loadable()))
+        return
     fn = {
         "replay": bench_replay,
         "differential": bench_differential,
@@ -195,6 +199,12 @@ def main() -> int:
     with BaseTree(args.base) as base, tempfile.TemporaryDirectory() as tmp:
         tree_env = import_env(import_farm(ROOT, Path(tmp) / "import"))
         sides = {"base": (base.env(), base.tmp), "tree": (tree_env, Path(tmp))}
+        # The examples both sides read (a newer format is left out of the replay).
+        both = set.intersection(
+            *(set(measure(env, cwd, "loadable", 0)["names"]) for env, cwd in sides.values())
+        )
+        for env, _ in sides.values():
+            env["VMXFUZZ_BENCH_EXAMPLES"] = ",".join(sorted(both))
         results: dict[str, dict[str, dict[str, Any] | None]] = {}
         for bench in args.only.split(","):
             results[bench] = {"base": None, "tree": None}
@@ -216,6 +226,7 @@ def report(rev: str, results: dict[str, dict[str, dict[str, Any] | None]]) -> No
             label += " states/s" if bench == "explore" else ""
             print(f"{label:34} {b[key]:>14,.0f} {t[key]:>14,.0f} {t[key] / b[key]:>6.2f}x")
         if bench == "replay":
+            print(f"  {t['examples']} examples both sides read")
             for side, d in (("base", b), ("tree", t)):
                 ratios = ", ".join(f"{v} {d['floor'] / d[v]:.1f}x" for v in RATES[bench])
                 floor = f"{d['floor']:,.0f}"

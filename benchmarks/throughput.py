@@ -16,44 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from sampling import derandomised, examples, steps_per_second
 
 from vmxfuzz.differential import run_both
-from vmxfuzz.engines.strategies import scenarios
-from vmxfuzz.executor import run
-from vmxfuzz.scenario import Scenario, load
+from vmxfuzz.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def steps_per_second(variant: str, seconds: float) -> tuple[float, float]:
-    scs = [load(p) for p in sorted((ROOT / "examples").glob("*.json"))]
-    steps = runs = 0
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for sc in scs:
-            steps += run(sc, variant, keep_trace=False).steps
-            runs += 1
-    dt = time.perf_counter() - t0
-    return steps / dt, runs / dt
-
-
-def sample(n: int) -> list[Scenario]:
-    out: list[Scenario] = []
-
-    @settings(
-        max_examples=n,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(scenarios())
-    def collect(sc: Scenario) -> None:
-        out.append(sc)
-
-    collect()
-    return out
 
 
 def differential_rate(scs: list[Scenario]) -> float:
@@ -79,13 +47,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--xdist", action="store_true")
     args = ap.parse_args()
-    ref_steps, ref_runs = steps_per_second("reference", args.seconds)
-    pat_steps, pat_runs = steps_per_second("patched", args.seconds)
+    scs = examples()
+    ref_steps, ref_runs = steps_per_second("reference", args.seconds, scs)
+    pat_steps, pat_runs = steps_per_second("patched", args.seconds, scs)
     print(
         f"model steps/s: reference {ref_steps:,.0f} ({ref_runs:.0f} runs/s), "
         f"patched {pat_steps:,.0f} ({pat_runs:.0f} runs/s), ratio {pat_steps / ref_steps:.2f}"
     )
-    scs = sample(200)
+    scs = derandomised(200)
     print(
         f"differential (both variants) on 200 generated scenarios: "
         f"{differential_rate(scs):.0f} scenarios/s"

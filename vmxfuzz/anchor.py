@@ -26,7 +26,7 @@ from dataclasses import replace
 
 from . import executor
 from .choosers.anchored import AnchorRecorder
-from .choosers.base import Chooser, default_choice
+from .choosers.base import Chooser, Stint, default_choice
 from .choosers.recording import RecordingChooser
 from .executor import Result, replay_chooser, run, start
 from .scenario import Scenario
@@ -62,6 +62,9 @@ class _LoweringRecorder(RecordingChooser):
         if len(runnable) + len(actions) > 1 and choice != default_choice(runnable, actions):
             self.needed = len(self.entries)
         return choice
+
+    def stint(self, cpu: int) -> Stint | None:
+        return None  # every choice is compared with its default, one by one
 
 
 def lower(scenario: Scenario, variant: str) -> tuple[Scenario, Result]:

@@ -14,7 +14,9 @@ only; the run's nondeterminism is decided by one :class:`~vmxfuzz.choosers.base.
 * in weak-memory mode, store-buffer commits and IPIs taken late.
 
 Most steps are not choice points: while one CPU alone can step, the core runs it in a
-tight loop (:meth:`Scheduler._run_alone`) and records trace events as tuples.
+tight loop (:meth:`Scheduler._run_on`), also while other CPUs could step if the
+chooser said how long its answer stands (:meth:`~vmxfuzz.choosers.base.Chooser.stint`);
+trace events are recorded as tuples, and only when a trace is wanted.
 
 Each CPU has a stack of contexts: a task, then IPI handlers (only while the CPU's
 IRQs are enabled) and NMI handlers (unless already in one: then it is latched) pushed
@@ -25,7 +27,7 @@ never resumes.  A fault escaping a context is an oops; what follows is the kerne
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,7 +37,7 @@ from .machine.memory import obj_name
 from .machine.weakmem import action_cpu
 
 if TYPE_CHECKING:
-    from .choosers.base import Chooser
+    from .choosers.base import Chooser, Stint
 
 Flow = Generator[Any, Any, Any]
 FlowFactory = Callable[[], Flow]
@@ -186,7 +188,8 @@ class Scheduler:
         # Task contexts migrated here from a CPU that went offline, waiting to resume.
         self.migrated: list[deque[Context]] = [deque() for _ in range(ncpus)]
         self.chooser: Chooser = chooser
-        self.counts: Counter[tuple[int, str]] = Counter()
+        # Per-CPU step counts by label or key (missing: 0; see :meth:`run` for which).
+        self.counts: defaultdict[tuple[int, str], int] = defaultdict(int)
         # Trace events as tuples (cpu, context, name, label, nth); see :attr:`trace`.
         self.events: list[tuple[int, str, str, str, int]] = []
         self.tracing = trace
@@ -197,7 +200,7 @@ class Scheduler:
         # Per CPU, the step its code was at when the latest NMI arrived (crash sites).
         self.interrupted: dict[int, str] = {}
         # Set by every service that can make another CPU runnable or end a context:
-        # the fast path (:meth:`_run_alone`) stops at it.
+        # the fast path (:meth:`_run_on`) stops at it.
         self.changed = False
         # Per CPU, the key of its latest step (a label or a :meth:`_did` key); kept up
         # to date where every label is counted (a trace, or ``counted_labels`` None).
@@ -572,21 +575,26 @@ class Scheduler:
         """Step until the machine ends or nothing can run; returns how it ended."""
         k = self.k
         cls = type(self)
+        chooser = self.chooser
         fast = (
             k.mem is None
-            and not self.chooser.every_step
+            and not chooser.every_step
             and cls._choose is Scheduler._choose
             and cls.step is Scheduler.step
             and cls._advance is Scheduler._advance
             and cls._record is Scheduler._record
             and cls._nmi_trigger is Scheduler._nmi_trigger
         )
-        chooser = self.chooser
         watch = chooser.nmi_labels
         sets = (watch, chooser.preempt_labels, chooser.counted_labels)
-        counting = self.tracing or any(x is None or x for x in sets)
+        # Labels the fast path counts: all of them (a trace, or a chooser that reads
+        # any), else only those a chooser may ask about.
+        count_all = self.tracing or any(x is None for x in sets)
+        counted: frozenset[str] = frozenset().union(*(x for x in sets if x is not None))
+        ncpus = range(self.ncpus)
+        can_step = self.can_step
         while self.ended is None:
-            runnable = [c for c in range(self.ncpus) if self.can_step(c)]
+            runnable = [c for c in ncpus if can_step(c)]
             commits = k.mem.actions() + self.late_ipis() if k.mem is not None else []
             if not runnable and not commits:
                 if self._expire_timeout():
@@ -600,8 +608,8 @@ class Scheduler:
                     k.oracle.hang(k, blocked)
                     self.end("hang")
                     break
-                if any(self.tasks[c] or self.ipis[c] for c in range(self.ncpus)):
-                    stuck = [c for c in range(self.ncpus) if self.tasks[c] or self.ipis[c]]
+                if any(self.tasks[c] or self.ipis[c] for c in ncpus):
+                    stuck = [c for c in ncpus if self.tasks[c] or self.ipis[c]]
                     k.oracle.hang_undeliverable(k, stuck)
                     self.end("hang")
                     break
@@ -611,6 +619,7 @@ class Scheduler:
             if self.steps > self.max_steps:
                 self.end("step limit")
                 break
+            asked = len(runnable) + len(commits) > 1
             choice = self._choose(runnable, commits)
             if isinstance(choice, str) and choice.startswith("late"):
                 self.step(int(choice[4:]), late=True)
@@ -621,40 +630,73 @@ class Scheduler:
                 self.step(choice)
             if self.idle() and self.ended is None:
                 k.oracle.quiescent(k)
-            elif fast and len(runnable) == 1 and isinstance(choice, int):
-                self._run_alone(choice, watch, counting)
+            elif fast and isinstance(choice, int):
+                stint = chooser.stint(choice) if asked else None
+                if stint is not None or len(runnable) == 1:
+                    self._run_on(choice, watch, count_all, counted, stint)
         return self.ended or "idle"
 
-    def _run_alone(self, c: int, watch: frozenset[str] | None, counting: bool) -> None:
-        """The fast path: step CPU ``c`` in a tight loop while it is the only CPU that
-        can step, until a step where a choice could matter.
+    def _static_can_step(self, d: int) -> Callable[[], bool] | bool:
+        """Whether CPU ``d`` can step, as :meth:`can_step` decides it, for as long as
+        ``d`` itself does not step and nothing sets :attr:`changed`: a bool, or the
+        condition of the :class:`Wait` its answer hangs on (another CPU's steps can
+        change that one)."""
+        if self.k.hw.cpus[d].halted:
+            return False
+        q = self.tasks[d]
+        st = self.stacks[d]
+        if self.nmi_pending[d] or self.ipis[d] or self.migrated[d] or (q and q[0].preempt):
+            if self.nmi_pending[d] and not self.in_nmi(d):
+                return True
+            if self._deliverable_ipi(d) or self._preemptible(d) or self._resumable(d):
+                return True
+        if st:
+            p = st[-1].pending
+            return p.cond if isinstance(p, Wait) else True
+        return bool(q)
+
+    def _run_on(
+        self,
+        c: int,
+        watch: frozenset[str] | None,
+        count_all: bool,
+        counted: frozenset[str],
+        stint: Stint | None,
+    ) -> None:
+        """The fast path: step CPU ``c`` in a tight loop until a step where a choice
+        could matter.
 
         Exactly what :meth:`run` would do step by step, without recomputing who is
-        runnable: every other CPU is halted, idle with nothing queued, or spinning
-        on a :class:`Wait` whose condition is re-checked before each step; anything
-        that could change that (an IPI, NMI or task sent, a context pushed, finished
-        or killed, a halt, the end) sets :attr:`changed` and ends the loop, as does
-        a pending that is not a plain step and the step limit.  No schedule entry is
-        consumed in between: there was never more than one option.  The chooser is
-        asked about an NMI before the labels in ``watch`` (every label: None), as
-        :meth:`step` does; ``counting`` keeps per-label counts (someone reads them).
+        runnable.  Every other CPU's runnability is fixed while it does not step
+        (:meth:`_static_can_step`) except for the :class:`Wait` conditions it hangs
+        on, which are re-checked before each step; anything that could change the
+        rest (an IPI, NMI or task sent, a context pushed, finished or killed, a halt,
+        the end) sets :attr:`changed` and ends the loop, as does a pending that is not
+        a plain step and the step limit.  A step where another CPU could step too is a
+        choice point: without a ``stint`` the loop ends there (the chooser is asked);
+        under one, ``c`` is chosen while the stint holds (its anchor not yet reached,
+        its points not used up) and the points used are reported to the chooser.  The
+        chooser is asked about an NMI before the labels in ``watch`` (every label:
+        None), as :meth:`step` does; labels are counted when ``count_all`` or in
+        ``counted`` (someone reads those counts).
         """
         st = self.stacks[c]
         if self.ended is not None or not st or self.ipis[c] or self.nmi_pending[c]:
             return
         k = self.k
+        others = 0
         conds: list[Callable[[], bool]] = []
         for d in range(self.ncpus):
-            if d == c or k.hw.cpus[d].halted:
-                continue
-            if self.ipis[d] or self.nmi_pending[d] or self.migrated[d] or self.tasks[d]:
-                return
-            sd = self.stacks[d]
-            if sd:
-                p = sd[-1].pending
-                if not isinstance(p, Wait):
-                    return
-                conds.append(p.cond)
+            if d != c:
+                how = self._static_can_step(d)
+                if how is True:
+                    others += 1
+                elif how is not False:
+                    conds.append(how)
+        if others and stint is None:
+            return
+        until, nth, points = stint if stint is not None else (None, 0, None)
+        used = 0
         ctx = st[-1]
         send = ctx.gen.send
         counts = self.counts
@@ -673,9 +715,21 @@ class Scheduler:
         label = ctx.pending
         try:
             while type(label) is str:
-                for cond in conds:
-                    if cond():
-                        return
+                if others or conds:
+                    point = others > 0
+                    if not point:
+                        for cond in conds:
+                            if cond():
+                                point = True
+                                break
+                    if point:
+                        if stint is None:
+                            return
+                        if until is not None and counts[(c, until)] >= nth:
+                            return
+                        if points is not None and used >= points:
+                            return
+                        used += 1
                 steps += 1
                 if steps > limit:
                     self.steps = steps
@@ -687,13 +741,15 @@ class Scheduler:
                         self._did(c, f"nmi@{label}")
                         return  # the NMI runs first: the next step delivers it
                 ctx.label = label
-                if counting:
+                if count_all:
                     key = (c, label)
                     n = counts[key] + 1
                     counts[key] = n
                     last[c] = label
                     if tracing:
                         events.append((c, "crash" if ctx.crash else ctx.kind, ctx.name, label, n))
+                elif label in counted:
+                    counts[(c, label)] += 1
                 value, ctx.send_value = ctx.send_value, None
                 try:
                     label = ctx.pending = send(value)
@@ -710,6 +766,8 @@ class Scheduler:
                     return
         finally:
             self.steps = steps
+            if used:
+                self.chooser.stinted(c, used)
 
     def _expire_timeout(self) -> bool:
         for c, st in enumerate(self.stacks):

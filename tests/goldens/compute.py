@@ -71,24 +71,10 @@ def compute() -> dict[str, dict[str, str]]:
 
 
 def draw_sample(n: int) -> list[dict[str, Any]]:
-    from hypothesis import HealthCheck, given, settings
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from sampling import derandomised
 
-    from vmxfuzz.engines.strategies import scenarios
-
-    out: list[dict[str, Any]] = []
-
-    @settings(
-        max_examples=n,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(scenarios())
-    def collect(sc: Any) -> None:
-        out.append(sc.to_json())
-
-    collect()
+    out = [sc.to_json() for sc in derandomised(n)]
     return out + weak_variants(out[:80])
 
 

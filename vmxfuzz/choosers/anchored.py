@@ -28,9 +28,8 @@ choice point (a test checks every shipped scenario).
 
 from __future__ import annotations
 
-from ..machine.faults import FaultSpec
 from ..sched import RunEntry, Scheduler
-from .base import Chooser, FaultCounts
+from .base import Chooser, Wrapping
 
 
 def run_choice(core: Scheduler, runs: list[RunEntry], pos: int, runnable: list[int]) -> int:
@@ -45,31 +44,16 @@ def run_choice(core: Scheduler, runs: list[RunEntry], pos: int, runnable: list[i
     return pos
 
 
-class AnchorRecorder(Chooser):
-    """Wraps a chooser and writes its CPU decisions down as anchored runs."""
+class AnchorRecorder(Wrapping):
+    """Wraps a chooser and writes its CPU decisions down as anchored runs.
+
+    A stint of the inner chooser passes through: under it the choice never changes,
+    so no run ends inside it."""
 
     def __init__(self, inner: Chooser) -> None:
-        super().__init__()
-        self.inner = inner
-        self.every_step = inner.every_step
+        super().__init__(inner)
         self.runs: list[RunEntry] = []
         self._cpu: int | None = None
-        self.nmis = inner.nmis
-        self.nmi_fired = inner.nmi_fired
-        self.preempts = inner.preempts
-        self.preempt_fired = inner.preempt_fired
-
-    def attach(self, core: Scheduler) -> None:
-        super().attach(core)
-        self.inner.attach(core)
-
-    @property
-    def nmi_labels(self) -> frozenset[str] | None:
-        return self.inner.nmi_labels
-
-    @property
-    def preempt_labels(self) -> frozenset[str] | None:
-        return self.inner.preempt_labels
 
     @property
     def counted_labels(self) -> frozenset[str] | None:
@@ -100,12 +84,3 @@ class AnchorRecorder(Chooser):
             self.runs.append(RunEntry(self._cpu))
             self._cpu = None
         return self.runs
-
-    def nmi(self, cpu: int, label: str, nth: int) -> str | None:
-        return self.inner.nmi(cpu, label, nth)
-
-    def preempt(self, cpu: int, label: str, nth: int) -> int | None:
-        return self.inner.preempt(cpu, label, nth)
-
-    def fault(self, site: str, cpu: int, counts: FaultCounts) -> FaultSpec | None:
-        return self.inner.fault(site, cpu, counts)

@@ -14,25 +14,18 @@ from dataclasses import replace
 
 from ..machine.faults import SITES, FaultSpec
 from ..scenario import Scenario
-from ..sched import NmiSpec, PreemptSpec, Scheduler
-from .base import Chooser, FaultCounts
+from ..sched import NmiSpec, PreemptSpec
+from .base import Chooser, FaultCounts, Wrapping
 
 
-class RecordingChooser(Chooser):
+class RecordingChooser(Wrapping):
     def __init__(self, inner: Chooser) -> None:
-        super().__init__()
-        self.inner = inner
-        self.every_step = inner.every_step
+        super().__init__(inner)
         self.entries: list[int | str] = []
         self.faults: list[FaultSpec] = []
-
-    def attach(self, core: Scheduler) -> None:
-        super().attach(core)
-        self.inner.attach(core)
-
-    @property
-    def nmi_labels(self) -> frozenset[str] | None:
-        return self.inner.nmi_labels
+        # Its own account: the decisions as it writes them down (see nmi, preempt).
+        self.nmis, self.nmi_fired = [], set()
+        self.preempts, self.preempt_fired = [], set()
 
     def schedule(self, runnable: list[int], actions: list[str]) -> int | str:
         choice = self.inner.schedule(runnable, actions)
@@ -40,20 +33,17 @@ class RecordingChooser(Chooser):
             self.entries.append(choice)
         return choice
 
+    def stinted(self, cpu: int, points: int) -> None:
+        """Choice points decided under a stint are entries like any other."""
+        self.inner.stinted(cpu, points)
+        self.entries += [cpu] * points
+
     def nmi(self, cpu: int, label: str, nth: int) -> str | None:
         kind = self.inner.nmi(cpu, label, nth)
         if kind is not None:
             self.nmi_fired.add(len(self.nmis))
             self.nmis.append(NmiSpec(cpu, label, nth, kind))
         return kind
-
-    @property
-    def counted_labels(self) -> frozenset[str] | None:
-        return self.inner.counted_labels
-
-    @property
-    def preempt_labels(self) -> frozenset[str] | None:
-        return self.inner.preempt_labels
 
     def preempt(self, cpu: int, label: str, nth: int) -> int | None:
         to = self.inner.preempt(cpu, label, nth)

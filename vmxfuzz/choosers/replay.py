@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from ..machine.faults import FaultSpec
 from ..sched import NmiSpec, PreemptSpec, RunEntry
 from .anchored import run_choice
-from .base import Chooser, FaultCounts, default_choice
+from .base import Chooser, FaultCounts, Stint, default_choice
 
 
 class ReplayChooser(Chooser):
@@ -62,6 +62,23 @@ class ReplayChooser(Chooser):
             if want in runnable or want in actions:
                 return want
         return default_choice(runnable, actions)
+
+    def stint(self, cpu: int) -> Stint | None:
+        """The current run's CPU holds until its anchor; a step-indexed schedule
+        holds for the entries after this one that name the same CPU."""
+        if self.runs:
+            if self.pos < len(self.runs) and self.runs[self.pos].cpu == cpu:
+                r = self.runs[self.pos]
+                return Stint(r.until, r.nth)
+            return None
+        entries, end = self.entries, self.pos
+        while end < len(entries) and entries[end] == cpu:
+            end += 1
+        return Stint(points=end - self.pos) if end > self.pos else None
+
+    def stinted(self, cpu: int, points: int) -> None:
+        if not self.runs:
+            self.pos += points
 
     def nmi(self, cpu: int, label: str, nth: int) -> str | None:
         for i, spec in enumerate(self.nmis):
