@@ -5,8 +5,8 @@ import sys
 
 import atheris
 
-from vmxfuzz.fuzz.harness import TestOneInput
+from vmxfuzz.fuzz.harness import TestOneInput, with_defaults
 
 if __name__ == "__main__":
-    atheris.Setup(sys.argv, TestOneInput)
+    atheris.Setup(with_defaults(sys.argv), TestOneInput)
     atheris.Fuzz()

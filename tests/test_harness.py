@@ -102,3 +102,51 @@ def test_atheris_campaign_merges_into_summary(tmp_path: Path) -> None:
     assert doc["examples"] > 0
     assert not list((tmp_path / ".pending").glob("*.json")), "everything pending was merged"
     assert_summary_sound(tmp_path, doc, code, "both")
+
+
+def test_libfuzzer_sees_the_code_under_test_and_not_the_engine(tmp_path: Path) -> None:
+    """The models, machine, stepping core and oracle are instrumented; the decoder,
+    the campaign's statistics and the NMI-window analysis are not (their branches are
+    how an input is read or counted, not what the kernel did)."""
+    code = (
+        "import inspect\n"
+        "import vmxfuzz.fuzz.harness as h\n"
+        "from vmxfuzz import campaign, coverage, oracle, sched\n"
+        "from vmxfuzz.engines import windows\n"
+        "from vmxfuzz.fuzz import decoder\n"
+        "from vmxfuzz.kernel import vmx\n"
+        "import vmxfuzz.reference.vmx as ref, vmxfuzz.patched.vmx as pat\n"
+        "def on(m):\n"
+        "    mine = [x for x in vars(m).values() if getattr(x, '__module__', '') == m.__name__]\n"
+        "    mine += [f for c in mine if inspect.isclass(c) for f in vars(c).values()]\n"
+        "    fns = [f for f in mine if inspect.isfunction(f)]\n"
+        "    assert fns, m\n"
+        "    return any('_trace_branch' in f.__code__.co_names for f in fns)\n"
+        "print([on(m) for m in (vmx, ref, pat, sched, oracle)])\n"
+        "print([on(m) for m in (decoder, campaign, coverage, windows)])\n"
+    )
+    p = _run(code, tmp_path, "")
+    assert p.returncode == 0, p.stderr[-2000:]
+    under_test, engine = p.stdout.strip().splitlines()[-2:]
+    assert under_test == "[True, True, True, True, True]"
+    assert engine == "[False, False, False, False]"
+
+
+def test_libfuzzer_defaults_unless_the_command_line_gives_them(tmp_path: Path) -> None:
+    """-len_control=0 and a -max_len that holds every corpus entry are added only
+    where the command line does not set them."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "big").write_bytes(bytes(300))
+    code = (
+        "from vmxfuzz.fuzz.harness import with_defaults, MAX_LEN\n"
+        "print(with_defaults(['f', '-runs=1']))\n"
+        f"print(with_defaults(['f', '-len_control=5', '-max_len=9', {str(corpus)!r}]))\n"
+        f"print(with_defaults(['f', {str(corpus)!r}]))\n"
+    )
+    p = _run(code, tmp_path, "")
+    assert p.returncode == 0, p.stderr[-2000:]
+    plain, given, big = p.stdout.strip().splitlines()[-3:]
+    assert plain == str(["f", "-len_control=0", "-max_len=128", "-runs=1"])
+    assert given == str(["f", "-len_control=5", "-max_len=9", str(corpus)])
+    assert big == str(["f", "-len_control=0", "-max_len=300", str(corpus)])
