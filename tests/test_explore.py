@@ -86,6 +86,35 @@ def test_fingerprints_do_not_depend_on_the_run() -> None:
     assert set(a.visited) == set(b.visited)
 
 
+def test_the_type_dispatched_walk_encodes_every_state_as_the_plain_walk(monkeypatch) -> None:
+    """Fingerprints come from the type-dispatched walk; at every fingerprinted state
+    of explorations with NMIs, faults and weak memory it gives the plain (generic)
+    walk's digest and canonical numbering exactly."""
+    import vmxfuzz.choosers.dfs as dfs
+    from vmxfuzz import statehash
+
+    compared = []
+
+    def both(roots, extra=None, *, track=False):  # type: ignore[no-untyped-def]
+        roots = tuple(roots)
+        plain = statehash.fingerprint_map(roots, extra, plain=True)
+        fast = statehash.fingerprint_map(roots, extra, track=track)
+        assert plain == fast
+        compared.append(fast[0])
+        return fast
+
+    monkeypatch.setattr(dfs, "fingerprint_map", both)
+    weak = replace(_parallel(), config=replace(_seed().config, weak_memory=True))
+    for sc, kw in (
+        (_seed(), {"nmis": 1, "setup": 4}),
+        (Scenario((Op("module_load", 0), Op("create_vm", 0, vm="vm0"))), {"faults": 1}),
+        (weak, {"nmis": 0, "setup": 4}),
+    ):
+        ex = Explorer(sc, "reference", Bound(**kw), max_runs=150)  # type: ignore[arg-type]
+        ex.explore()
+    assert len(set(compared)) > 300
+
+
 def test_faults_are_explored_within_their_budget() -> None:
     """One injected VMXON fault while the first VM is created (hardware_enable_all):
     reference oopses on the #GP (F03), patched recovers from it; both still oops on

@@ -3,9 +3,10 @@ a program within a stated bound, with state hashing and sleep sets.
 
 How it fits the rest: the explorer does not have its own copy of the model or of the
 checks.  It starts ordinary runs through :func:`vmxfuzz.executor.start` with a
-scheduler subclass and a fault plan that take their choices from the explorer
-instead of from a scenario, and every choice it makes is recorded in scenario terms
-(schedule entry, :class:`NmiSpec`, :class:`FaultSpec`).  A finding is therefore a
+chooser (:class:`vmxfuzz.choosers.dfs.DfsChooser`) that takes every choice from the
+explorer instead of from a scenario, so the stepping core keeps its fast path, and
+every choice it makes is recorded in scenario terms (schedule entry,
+:class:`NmiSpec`, :class:`FaultSpec`).  A finding is therefore a
 plain scenario that ``vmxfuzz replay`` runs through the one executor, and the oracle
 that judged it is the same.
 
@@ -34,19 +35,15 @@ from dataclasses import astuple, dataclass, field, replace
 from typing import Any
 
 from . import footprint
-from .executor import Result, Run, release, start
-from .footprint import EVERYTHING, Footprint
+from .choosers.dfs import Asleep, Decision, DfsChooser, DivergentReplay, Path, Prune, Sleep
+from .executor import OBSERVERS, Result, release, start
 from .kernel.state import Config
-from .machine.faults import SITES, FaultPlan, FaultSpec
 from .oracle import Violation
 from .scenario import Op, Scenario
-from .sched import Migrate, NmiSpec, PreemptSpec, Scheduler, Wait
-from .statehash import fingerprint_map
+
+__all__ = ["Bound", "Decision", "DivergentReplay", "Explorer", "Finding", "Stats"]
 
 NMI_KINDS = ("panic", "benign")
-
-# A decision: ("cpu", c) | ("nmi", c, kind) | ("mem", "sbC.I") | ("fault", kind or None)
-Decision = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -97,37 +94,6 @@ class Bound:
         )
 
 
-class _Prune(Exception):
-    """Raised out of a run when it reaches a state explored before."""
-
-
-class _Asleep(Exception):
-    """Raised out of a run when every enabled step is in the sleep set."""
-
-
-class DivergentReplay(RuntimeError):
-    """A prefix replayed differently: the model is not deterministic (a bug)."""
-
-
-Sleep = list[tuple[Decision, Footprint]]
-
-
-@dataclass
-class _Point:
-    """A decision point of one run: what was possible, taken, and still to explore."""
-
-    options: list[Decision]
-    chosen: Decision
-    todo: list[Decision]  # alternatives left for later runs
-    sleep: Sleep  # the sleep set on arrival here (scheduling points)
-    step: Footprint = EVERYTHING  # what the step after the decision touched (ids)
-    ids: dict[int, int] | None = None  # object id -> canonical number at this state
-
-    def canonical_step(self) -> Footprint:
-        """The step's footprint in this state's canonical numbering (for other runs)."""
-        return self.step.translate(self.ids) if self.ids is not None else EVERYTHING
-
-
 @dataclass
 class Stats:
     states: int = 0
@@ -152,301 +118,6 @@ class _Node:
     done: Sleep = field(default_factory=list)
 
 
-class _Path:
-    """The decisions of one run: a replayed prefix, then new ones (recorded)."""
-
-    def __init__(self, ex: Explorer, prefix: list[Decision], branch_sleep: Sleep) -> None:
-        self.ex = ex
-        self.prefix = prefix
-        self.branch_sleep = branch_sleep  # asleep where the last prefix decision is taken
-        self.sleep: Sleep = []
-        self.points: list[_Point] = []
-        self.schedule: list[int | str] = []
-        self.nmis: list[NmiSpec] = []
-        self.faults: list[FaultSpec] = []
-        self.nmis_left = ex.bound.nmis
-        self.faults_left = ex.bound.faults
-        self.nmi_menu = list(ex.bound.nmi_menu or ())  # what is left of the menus
-        self.fault_menu = list(ex.bound.fault_menu or ())
-        self.preempts: list[PreemptSpec] = []
-        self.preempts_left = ex.bound.preempts
-        self.measure: int | None = None  # the point whose step footprint is wanted
-
-    def budget(self, results: list[str]) -> Any:
-        """What a state's future depends on besides the machine: the injections left
-        and, when the explorer observes results, the op results so far (history
-        otherwise, but two runs that reach one machine state with different results
-        end with different observable behaviour)."""
-        left: Any = (self.nmis_left, self.faults_left, self.preempts_left)
-        if self.ex.bound.nmi_menu is not None or self.ex.bound.fault_menu is not None:
-            left = (left, tuple(sorted(self.nmi_menu)), tuple(sorted(self.fault_menu)))
-        return (left, tuple(results)) if self.ex.observe else left
-
-    def nmi_kinds(self, c: int, label: str) -> list[str]:
-        """The NMI kinds that may hit CPU ``c`` before ``label``."""
-        if self.ex.bound.nmi_menu is None:
-            return list(self.ex.bound.nmi_kinds)
-        fn = label.split(":", 1)[0]
-        return sorted({k for cc, f, k in self.nmi_menu if cc == c and f == fn})
-
-    @property
-    def replaying(self) -> bool:
-        return len(self.points) < len(self.prefix)
-
-    def replay(self, options: list[Decision], ids: dict[int, int] | None = None) -> Decision:
-        j = len(self.points)
-        choice = self.prefix[j]
-        if choice not in options:
-            raise DivergentReplay(f"decision {j}: {choice} not among {options}")
-        self.points.append(_Point(options, choice, [], [], ids=ids))
-        return choice
-
-    def fresh(
-        self,
-        options: list[Decision],
-        fp: bytes | None,
-        sched: bool,
-        ids: dict[int, int] | None = None,
-    ) -> Decision:
-        """A new decision point: state caching with sleep sets (Godefroid)."""
-        ex = self.ex
-        asleep = {t for t, _ in self.sleep} if sched else set()
-        if fp is not None:
-            old = ex.visited.get(fp)
-            if old is None:
-                ex.visited[fp] = frozenset(asleep)
-                ex.stats.states += 1
-                want = [o for o in options if o not in asleep]
-            else:
-                need = old - asleep  # asleep at the earlier visit, awake now
-                if not need:
-                    raise _Prune
-                ex.visited[fp] = old & asleep
-                want = [o for o in options if o in need]
-        else:
-            want = [o for o in options if o not in asleep]
-        ex.stats.slept += len(options) - len(want)
-        if not want:
-            raise _Asleep
-        # Nodes keep the sleep set in this state's canonical numbering: a later run
-        # reaching the same state numbers the same objects the same way.
-        kept = [(t, f.translate(ids)) for t, f in self.sleep] if sched and ids is not None else []
-        self.points.append(_Point(options, want[0], want[1:], kept, ids=ids))
-        return want[0]
-
-    def stepped(self, j: int, fp: Footprint) -> None:
-        """The step after decision ``j`` ran and touched ``fp``: update the sleep set."""
-        point = self.points[j]
-        point.step = fp
-        if j == len(self.prefix) - 1:
-            alt = self.prefix[j]
-            back = {n: i for i, n in (point.ids or {}).items()}
-            base = [(t, f.translate(back)) for t, f in self.branch_sleep if t != alt]
-        else:
-            base = self.sleep
-        self.sleep = [(t, f) for t, f in base if f.independent(fp)]
-
-
-class ExploreScheduler(Scheduler):
-    """The scheduler with the explorer taking every choice the scenario would."""
-
-    path: _Path
-    run_ref: Run
-
-    def _active(self) -> bool:
-        res = self.run_ref.driver.results
-        return all(r not in ("not run", "running") for r in res[: self.path.ex.bound.setup])
-
-    def _nmi_able(self, c: int) -> str | None:
-        """The label CPU ``c`` would execute next if stepped, when an NMI can hit it
-        there (it is inside a flow and not already handling an NMI)."""
-        st = self.stacks[c]
-        if not st or self.nmi_pending[c] or self.in_nmi(c):
-            return None
-        if self._deliverable_ipi(c) or self._preemptible(c):
-            return None
-        if self._resumable(c):
-            return None
-        p = st[-1].pending
-        label = p.label if isinstance(p, (Wait, Migrate)) else p
-        return label if isinstance(label, str) else None
-
-    def _choose(self, runnable: list[int], commits: list[str]) -> int | str:
-        path = self.path
-        path.measure = None
-        if not self._active():  # the setup: no choices, but the scenario's schedule
-            default = super()._choose(runnable, commits)  # must still say what was
-            if len(runnable) + len(commits) > 1:  # picked wherever it is read
-                path.schedule.append(default)
-            return default
-        # The executor reads a schedule entry wherever it has a choice: record one there.
-        recorded = len(runnable) + len(commits) > 1
-        mem = self.k.mem
-        if mem is not None:  # a CPU whose store buffer is full stalls until a commit
-            depth = path.ex.bound.store_buffer
-            full = [c for c in runnable if mem.depth(c) >= depth]
-            if full and len(full) + len(commits) > 0:
-                runnable = [c for c in runnable if c not in full]
-        options: list[Decision] = [("cpu", c) for c in runnable]
-        options += [("mem", a) for a in commits if a.startswith("sb")]
-        options += [("late", int(a[4:])) for a in commits if a.startswith("late")]
-        options = [o for o in options if o[0] != "late" or o[1] in runnable]
-        labels: dict[int, str] = {}
-        if path.nmis_left > 0:
-            for c in runnable:
-                label = self._nmi_able(c)
-                if label is not None:
-                    labels[c] = label
-                    options += [("nmi", c, kind) for kind in path.nmi_kinds(c, label)]
-        if len(options) == 1:
-            only: int | str = runnable[0] if runnable else commits[0]
-            if recorded:
-                path.schedule.append(only)
-            return only
-        j = len(path.points)
-        sleeping = path.ex.sleep_sets
-        if path.replaying:
-            ids = None
-            if sleeping and j == len(path.prefix) - 1:  # the branch point: track from here
-                ids = fingerprint_map(self._roots(), track=True)[1]
-            choice = path.replay(options, ids)
-        else:
-            budget = path.budget(self.run_ref.driver.results)
-            fp, ids2 = fingerprint_map(self._roots(), budget, track=sleeping)
-            choice = path.fresh(options, fp, True, ids2 if sleeping else None)
-        if sleeping and j >= len(path.prefix) - 1:
-            path.measure = j
-        if choice[0] == "mem":  # commit() measures what the store touches
-            path.schedule.append(choice[1])
-            return str(choice[1])
-        if choice[0] == "late":  # step() measures the flow's step
-            path.schedule.append(f"late{choice[1]}")
-            return f"late{choice[1]}"
-        c = choice[1]
-        if recorded:
-            path.schedule.append(c)
-        if choice[0] == "nmi":
-            label = labels[c]
-            spec = NmiSpec(c, label, self.counts[(c, label)] + 1, choice[2])
-            self.nmis.append(spec)
-            path.nmis.append(spec)
-            path.nmis_left -= 1
-            if path.ex.bound.nmi_menu is not None:
-                path.nmi_menu.remove((c, label.split(":", 1)[0], choice[2]))
-        return int(c)
-
-    def preempt_target(self, c: int) -> int | None:
-        """``need_resched()`` is a choice within the preemption budget: not preempted,
-        or preempted and resumed on any online CPU (recorded as a PreemptSpec)."""
-        path = self.path
-        if path.preempts_left <= 0 or not self._active():
-            return None
-        footprint.poison_everything()  # the outcome is a choice: no commuting
-        options: list[Decision] = [("preempt", None)]
-        options += [("preempt", t) for t in self.k.online_cpus()]
-        decided = path.replay(options) if path.replaying else path.fresh(options, None, False)
-        to = decided[1]
-        if to is None:
-            return None
-        label = self.stacks[c][-1].label
-        spec = PreemptSpec(c, label, self.counts[(c, label)], int(to))
-        self.preempts.append(spec)
-        self.preempt_fired.add(len(self.preempts) - 1)
-        path.preempts.append(spec)
-        path.preempts_left -= 1
-        return int(to)
-
-    def commit(self, action: str) -> None:
-        path = self.path
-        j = path.measure
-        if j is None:
-            super().commit(action)
-            return
-        path.measure = None
-        footprint.begin()
-        try:
-            super().commit(action)
-        finally:
-            fp = footprint.end()
-        path.stepped(j, fp)
-
-    def _roots(self) -> tuple[Any, ...]:
-        return (self.k, self, self.run_ref.driver)
-
-    def _plain_advance(self, c: int, late: bool = False) -> bool:
-        """Stepping ``c`` runs the next step of its current flow (nothing else)."""
-        st = self.stacks[c]
-        if not st or (self.nmi_pending[c] and not self.in_nmi(c)) or self._resumable(c):
-            return False
-        if isinstance(st[-1].pending, Migrate):
-            return False  # a context switch moves the task: no footprint covers it
-        return not ((self._deliverable_ipi(c) and not late) or self._preemptible(c))
-
-    def step(self, c: int, late: bool = False) -> None:
-        path = self.path
-        j = path.measure
-        if j is None:
-            super().step(c, late)
-            return
-        path.measure = None
-        point = path.points[j]
-        if point.chosen[0] not in ("cpu", "late") or not self._plain_advance(c, late):
-            super().step(c, late)
-            path.stepped(j, EVERYTHING)
-            return
-        footprint.begin()
-        try:
-            p = self.stacks[c][-1].pending
-            if isinstance(p, Wait):
-                p.cond()  # what the spin reads decides whether it can complete
-            super().step(c, late)
-        finally:
-            fp = footprint.end()
-        path.stepped(j, fp)
-
-    def _finish(self, ctx: Any, value: Any) -> None:
-        footprint.poison_everything()  # completion callbacks start ops, wake waiters
-        super()._finish(ctx, value)
-
-    def _oops(self, ctx: Any, fault: Any) -> None:
-        footprint.poison_everything()
-        super()._oops(ctx, fault)
-
-
-class ExploreFaults(FaultPlan):
-    """The fault plan with the explorer choosing each outcome within the budget."""
-
-    path: _Path
-    sched: ExploreScheduler
-
-    def check(self, site: str, cpu: int) -> str | None:
-        self.counts[(site, None)] += 1
-        self.counts[(site, cpu)] += 1
-        path = self.path
-        sites = path.ex.bound.fault_sites
-        if path.faults_left <= 0 or (sites and site not in sites) or not self.sched._active():
-            return None
-        kinds = list(SITES[site][0])
-        if path.ex.bound.fault_menu is not None:
-            kinds = [k for k in kinds if (site, k) in path.fault_menu]
-            if not kinds:
-                return None
-        footprint.poison_everything()  # the step's outcome is a choice: no commuting
-        options: list[Decision] = [("fault", None)] + [("fault", k) for k in kinds]
-        decided = path.replay(options) if path.replaying else path.fresh(options, None, False)
-        kind = decided[1]
-        if kind is None:
-            return None
-        spec = FaultSpec(site, self.counts[(site, cpu)], cpu, kind)
-        self.faults = (*self.faults, spec)
-        self.fired.append((spec, cpu))
-        path.faults.append(spec)
-        path.faults_left -= 1
-        if path.ex.bound.fault_menu is not None:
-            path.fault_menu.remove((site, str(kind)))
-        return str(kind)
-
-
 @dataclass
 class Finding:
     violation: Violation
@@ -467,7 +138,7 @@ class Explorer:
     # Called with every run that finished (not cut by hashing or sleep sets): the
     # scenario and its result, e.g. to compare observable results with another variant.
     on_leaf: Callable[[Scenario, Result], None] | None = None
-    # Observe op results: they become part of a state (see ``_Path.budget``), so a
+    # Observe op results: they become part of a state (see ``Path.budget``), so a
     # state seen before is cut only if its results so far are the same too.
     observe: bool = False
     # A budget counted in runs (None: none): explore() stops after this many; unlike
@@ -489,25 +160,23 @@ class Explorer:
     def _base(self) -> Scenario:
         return replace(self.program, schedule=(), nmis=(), faults=(), preempts=())
 
-    def run_path(self, prefix: list[Decision], branch_sleep: Sleep) -> _Path:
+    def run_path(self, prefix: list[Decision], branch_sleep: Sleep) -> Path:
         base = self._base()
-        path = _Path(self, prefix, branch_sleep)
-        plan = ExploreFaults(())
-        r = start(base, self.variant, sched_cls=ExploreScheduler, faults=plan)
+        path = Path(self, prefix, branch_sleep)
+        chooser = DfsChooser(path)
+        # A trace only for the observers of finished runs (coverage): none is read here.
+        tracing = self.on_leaf is not None and bool(OBSERVERS)
+        r = start(base, self.variant, chooser=chooser, keep_trace=tracing)
+        chooser.driver = r.driver
         sched = r.sched
-        assert isinstance(sched, ExploreScheduler)
-        sched.path = path
-        sched.run_ref = r
-        plan.path = path
-        plan.sched = sched
         self.stats.runs += 1
         complete = False
         try:
             sched.run()
             complete = True
-        except _Prune:
+        except Prune:
             self.stats.pruned += 1
-        except _Asleep:
+        except Asleep:
             pass
         finally:
             footprint.end()

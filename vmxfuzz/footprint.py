@@ -133,7 +133,13 @@ def _hooks(base: type) -> tuple[Any, Any]:
 def tracked_class(cls: type) -> type:
     if getattr(cls, "_tracked", False) or getattr(cls, "_freed", False):
         return cls
-    return hooked_subclass(cls, "_tracked", *_hooks(cls))
+    sub = _TRACKED.get(cls)
+    if sub is None:
+        sub = _TRACKED[cls] = hooked_subclass(cls, "_tracked", *_hooks(cls))
+    return sub
+
+
+_TRACKED: dict[type, type] = {}  # base class -> its tracked subclass (built once)
 
 
 def wants_tracking(obj: Any) -> bool:

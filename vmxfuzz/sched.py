@@ -205,6 +205,12 @@ class Scheduler:
         # Per CPU, the key of its latest step (a label or a :meth:`_did` key); kept up
         # to date where every label is counted (a trace, or ``counted_labels`` None).
         self.last: list[str | None] = [None] * ncpus
+        # Hooks for a chooser that observes steps (the explorer measures the footprint
+        # of the step after each decision): ``after_step`` is called once, right after
+        # the next step (it is cleared first); ``on_context_end`` whenever a context
+        # finishes or is killed.  None: nothing observes (no cost).
+        self.after_step: Callable[[], None] | None = None
+        self.on_context_end: Callable[[], None] | None = None
         chooser.attach(self)
 
     # ---- the chooser's account, in scenario terms (read by explore and Result) ---------
@@ -448,6 +454,8 @@ class Scheduler:
 
     def _finish(self, ctx: Context, value: Any) -> None:
         self.changed = True
+        if self.on_context_end is not None:
+            self.on_context_end()
         if ctx.kind != "nmi":
             self._fence(ctx.cpu)
         st = self.stacks[ctx.cpu]
@@ -462,6 +470,8 @@ class Scheduler:
         """``oops_end``: kill a task; panic in interrupt context; a crash path dies."""
         k = self.k
         self.changed = True
+        if self.on_context_end is not None:
+            self.on_context_end()
         k.oracle.fault(k, ctx, fault)
         st = self.stacks[ctx.cpu]
         if ctx.crash:
@@ -625,9 +635,13 @@ class Scheduler:
                 self.step(int(choice[4:]), late=True)
             elif isinstance(choice, str):
                 self.commit(choice)
+                if self.after_step is not None:
+                    self._observed()
                 continue
             else:
                 self.step(choice)
+            if self.after_step is not None:
+                self._observed()
             if self.idle() and self.ended is None:
                 k.oracle.quiescent(k)
             elif fast and isinstance(choice, int):
@@ -735,11 +749,15 @@ class Scheduler:
                     self.steps = steps
                     self.end("step limit")
                     return
+                observed = False
                 if every or label in watch:
                     self.steps = steps
                     if self._nmi_trigger(c, label):
                         self._did(c, f"nmi@{label}")
+                        if self.after_step is not None:
+                            self._observed()
                         return  # the NMI runs first: the next step delivers it
+                    observed = self.after_step is not None
                 ctx.label = label
                 if count_all:
                     key = (c, label)
@@ -759,6 +777,8 @@ class Scheduler:
                 except MachineFault as fault:
                     self.steps = steps
                     self._oops(ctx, fault)
+                if observed:
+                    self._observed()
                 if self.changed:
                     self.steps = steps
                     if self.idle() and self.ended is None:
@@ -768,6 +788,12 @@ class Scheduler:
             self.steps = steps
             if used:
                 self.chooser.stinted(c, used)
+
+    def _observed(self) -> None:
+        """The step a chooser asked to observe is over: call its ``after_step``."""
+        probe, self.after_step = self.after_step, None
+        if probe is not None:
+            probe()
 
     def _expire_timeout(self) -> bool:
         for c, st in enumerate(self.stacks):

@@ -51,6 +51,8 @@ SCHED_SKIP = frozenset(
         "events",  # the trace, as tuples
         "tracing",
         "changed",  # the fast path's flag
+        "after_step",  # hooks of an observing chooser (the explorer's footprints)
+        "on_context_end",
         "last",  # each CPU's latest step, for anchors
         "chooser",  # the decisions: the explorer owns them
         "counts",
@@ -172,6 +174,154 @@ class _Walker:
             self.walk(val)
 
 
+# ---- the type-dispatched walk (the one fingerprints use) ----------------------------
+# Why a second walker: the generic one above asks ``isinstance`` up to ten times per
+# object, and every failed check on a footprint-tracked object runs its Python
+# ``__getattribute__`` hook (``obj.__class__``); this one classifies each class once
+# and dispatches on ``type(obj)``.  It emits exactly the same encoding (the plain walk
+# stays the reference: ``tests/test_explore.py`` checks every fingerprint of an
+# exploration equal under both).
+_ATOM, _CONST, _SEQ, _DICT, _SET, _GEN, _METHOD, _BUILTIN, _FN, _INST = range(10)
+_ATOM_TYPES = frozenset({type(None), bool, int, float, str, bytes})
+_KIND: dict[type, int] = {t: _ATOM for t in _ATOM_TYPES}
+# Per instance class: (module, name, attributes to skip or None, wants tracking).
+_INSTANCE: dict[type, tuple[str, str, frozenset[str] | None, bool]] = {}
+
+
+def _classify(cls: type) -> int:
+    """The branch of :meth:`_Walker.walk` an instance of ``cls`` takes (same order)."""
+    if issubclass(cls, ATOMS):
+        return _ATOM
+    if issubclass(cls, (FaultPlan, Config, SimpleNamespace, type)):
+        return _CONST
+    if issubclass(cls, (list, tuple, deque)):
+        return _SEQ
+    if issubclass(cls, dict):
+        return _DICT
+    if issubclass(cls, (set, frozenset)):
+        return _SET
+    if issubclass(cls, GeneratorType):
+        return _GEN
+    if issubclass(cls, MethodType):
+        return _METHOD
+    if issubclass(cls, BuiltinMethodType):
+        return _BUILTIN
+    if issubclass(cls, FunctionType):
+        return _FN
+    return _INST
+
+
+def _instance_info(cls: type) -> tuple[str, str, frozenset[str] | None, bool]:
+    name = cls.__name__
+    skip = SCHED_SKIP if _is_scheduler(cls) else SKIP.get(name.removeprefix("Freed"))
+    wants = bool(cls.__name__ in footprint.TRACKED_NAMES) or any(
+        c.__name__ == "KObject" for c in cls.__mro__
+    )
+    wants = wants and not getattr(cls, "_tracked", False) and not getattr(cls, "_freed", False)
+    info = (cls.__module__, name, skip, wants)
+    _INSTANCE[cls] = info
+    return info
+
+
+class _FastWalker:
+    """:class:`_Walker`'s encoding, dispatched on the exact type."""
+
+    def __init__(self, track: bool = False) -> None:
+        self.track = track
+        self.ids: dict[int, int] = {}
+        self.out: list[Any] = []
+        self.keep: list[Any] = []
+
+    def walk(self, obj: Any) -> None:
+        cls = type(obj)
+        kind = _KIND.get(cls)
+        if kind is None:
+            kind = _KIND[cls] = _classify(cls)
+        out = self.out
+        if kind == _ATOM:
+            out.append(obj)
+            return
+        if kind == _CONST:
+            out.append(("const", cls.__name__))
+            return
+        ids = self.ids
+        i = id(obj)
+        n = ids.get(i)
+        if n is not None:
+            out.append(("@", n))
+            return
+        ids[i] = len(ids)
+        self.keep.append(obj)
+        walk = self.walk
+        if kind == _INST:
+            info = _INSTANCE.get(cls) or _instance_info(cls)
+            if self.track and info[3]:
+                footprint.track(obj)
+            out.append(("obj", info[0], info[1]))
+            try:
+                fields = object.__getattribute__(obj, "__dict__")
+            except AttributeError:
+                out.append(("opaque", repr(obj)))
+                return
+            skip = info[2]
+            for attr, val in fields.items():
+                if skip is not None and attr in skip:
+                    continue
+                out.append(attr)
+                if type(val) in _ATOM_TYPES:
+                    out.append(val)
+                else:
+                    walk(val)
+        elif kind == _SEQ:
+            out.append((cls.__name__, len(obj)))
+            for x in obj:
+                if type(x) in _ATOM_TYPES:
+                    out.append(x)
+                else:
+                    walk(x)
+        elif kind == _DICT:
+            out.append(("dict", len(obj)))
+            for key, val in obj.items():
+                walk(key)
+                walk(val)
+        elif kind == _GEN:
+            frame = obj.gi_frame
+            if frame is None:
+                out.append(("gen-done", obj.gi_code.co_qualname))
+                return
+            out.append(("gen", obj.gi_code.co_qualname, frame.f_lasti))
+            local = frame.f_locals
+            self.keep.append(local)
+            for name in sorted(local):
+                out.append(name)
+                walk(local[name])
+            walk(obj.gi_yieldfrom)
+        elif kind == _SET:
+            items = list(obj)
+            out.append(("set", len(items)))
+            if all(isinstance(x, ATOMS) for x in items):
+                items.sort(key=repr)
+            for x in items:
+                walk(x)
+        elif kind == _METHOD:
+            out.append(("method", obj.__func__.__qualname__))
+            walk(obj.__self__)
+        elif kind == _BUILTIN:
+            owner = obj.__self__
+            out.append(("builtin", obj.__qualname__))
+            if owner is not None and not isinstance(owner, ModuleType):
+                walk(owner)
+        else:  # _FN
+            out.append(("fn", obj.__module__, obj.__qualname__))
+            for cell in obj.__closure__ or ():
+                try:
+                    contents = cell.cell_contents
+                except ValueError:  # an empty cell
+                    out.append("<empty>")
+                    continue
+                walk(contents)
+
+
 def _is_scheduler(cls: type) -> bool:
     return any(c.__name__ == "Scheduler" for c in cls.__mro__)
 
@@ -185,12 +335,13 @@ def fingerprint(roots: Iterable[Any], extra: Any = None, *, track: bool = False)
 
 
 def fingerprint_map(
-    roots: Iterable[Any], extra: Any = None, *, track: bool = False
+    roots: Iterable[Any], extra: Any = None, *, track: bool = False, plain: bool = False
 ) -> tuple[bytes, dict[int, int]]:
     """The digest and the canonical number of every object (``id`` -> number): the
     same state reached in two runs numbers its objects the same way, which is how
-    step footprints measured in one run are compared in another."""
-    w = _Walker(track)
+    step footprints measured in one run are compared in another.  ``plain`` uses the
+    generic reference walk (:class:`_Walker`) instead of the type-dispatched one."""
+    w: _Walker | _FastWalker = _Walker(track) if plain else _FastWalker(track)
     for r in roots:
         w.walk(r)
     w.walk(extra)
