@@ -85,6 +85,20 @@ def _seconds(value: float, opt: str) -> float:
     return value
 
 
+def _count(value: int | None, opt: str) -> None:
+    if value is not None and value < 1:
+        raise BadInput(f"{opt}: must be a positive integer, not {value}")
+
+
+def _budget(seconds: float | None, count: int | None, count_opt: str) -> float:
+    """The time budget of a command that also takes a count budget: ``--time`` if
+    given (checked), none (``inf``) when only the count is, else the default 60 s."""
+    _count(count, count_opt)
+    if seconds is None:
+        return math.inf if count is not None else 60.0
+    return _seconds(seconds, "--time")
+
+
 def _variants(choice: str) -> list[str]:
     """Validate a ``--variant``: a name, a plug-in, ``both`` or ``A,B`` (loads them)."""
     from .variants import VariantError, build, split_pair
@@ -192,7 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fuzz", help="run a fuzzing campaign")
     f.add_argument("--engine", choices=["hypothesis", "atheris"], default="hypothesis")
     f.add_argument("--variant", default="both", help="as for replay")
-    f.add_argument("--time", type=float, default=60.0, help="budget in seconds (default 60)")
+    f.add_argument(
+        "--time",
+        type=float,
+        default=None,
+        help="budget in seconds (default 60; none when only --max-examples is given)",
+    )
+    f.add_argument(
+        "--max-examples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="budget in examples (atheris: libFuzzer -runs=N): with --seed, the same "
+        "campaign on any machine; with --time, whichever ends first",
+    )
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", default="findings", help="findings directory (default findings/)")
     f.add_argument("--workers", type=int, default=1)
@@ -328,10 +355,18 @@ def build_parser() -> argparse.ArgumentParser:
         "mutants",
         help="run the mutant catalogue against the engines: the kill matrix",
         description="For each mutant of patched (mutants/) and each engine, a differential "
-        "campaign patched,<mutant> of at most --time-per seconds that stops at the first "
-        "regression or behaviour finding; writes kill-matrix.md and kill-matrix.json.",
+        "campaign patched,<mutant> of at most --time-per seconds and/or --examples-per "
+        "examples (whichever ends first) that stops at the first regression or behaviour "
+        "finding; writes kill-matrix.md and kill-matrix.json.",
     )
-    mu.add_argument("--time-per", required=True, metavar="S", help="seconds per cell")
+    mu.add_argument("--time-per", metavar="S", help="seconds per cell")
+    mu.add_argument(
+        "--examples-per",
+        type=int,
+        metavar="N",
+        help="examples per cell (atheris: libFuzzer runs; explore: runs): with --seed, the "
+        "same matrix on any machine",
+    )
     mu.add_argument(
         "--engines",
         default="hypothesis,atheris,explore",
@@ -349,7 +384,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     from .fuzzcmd import fuzz, process_started
 
     _variants(args.variant)
-    _seconds(args.time, "--time")
+    budget = _budget(args.time, args.max_examples, "--max-examples")
     if args.workers < 1:
         raise BadInput(f"--workers: must be at least 1, not {args.workers}")
     if args.db is not None:
@@ -363,7 +398,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return fuzz(
         engine=args.engine,
         variant=args.variant,
-        budget=args.time,
+        budget=budget,
         seed_value=args.seed,
         out=out,
         workers=args.workers,
@@ -372,14 +407,18 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         fail_on=args.fail_on,
         db_url=args.db,
         started=process_started(),
+        max_examples=args.max_examples,
     )
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
     from .mutation import ENGINES, catalogue, mutants_cmd, parse_time, select
 
+    if args.time_per is None and args.examples_per is None:
+        raise BadInput("--time-per, --examples-per: give a budget per cell (either or both)")
+    _count(args.examples_per, "--examples-per")
     try:
-        time_per = parse_time(args.time_per)
+        time_per = math.inf if args.time_per is None else parse_time(args.time_per)
     except ValueError:
         raise BadInput(
             f"--time-per: {args.time_per!r} is not a positive number of seconds"
@@ -402,8 +441,11 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     if not chosen:
         raise BadInput("--only: no mutant ids given")
     out = _claim(args.out, "mutants")
+    budget = [f"--time-per {time_per:g}"] if args.time_per is not None else []
+    if args.examples_per is not None:
+        budget.append(f"--examples-per {args.examples_per}")
     command = "vmxfuzz mutants " + " ".join(
-        [f"--time-per {time_per:g}", f"--engines {','.join(engines)}"]
+        [*budget, f"--engines {','.join(engines)}"]
         + ([f"--only {','.join(m.id for m in chosen)}"] if args.only else [])
         + [f"--seed {seed}"]
     )
@@ -415,6 +457,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
         seed=seed,
         as_json=args.json,
         command=command,
+        examples_per=args.examples_per,
     )
 
 

@@ -317,7 +317,12 @@ KILL_PLAN: tuple[tuple[int, Bound], ...] = (
 
 
 def kill_search(
-    pair: str, seconds: float, *, cpus: int = 2, vcpus: int = 2
+    pair: str,
+    seconds: float,
+    *,
+    cpus: int = 2,
+    vcpus: int = 2,
+    max_runs: int | None = None,
 ) -> tuple[Any, Scenario, float] | None:
     """Explore the second variant of ``pair`` (``base,mutant``) bound by bound until a
     violation shows that the first variant does not have on the same scenario (a
@@ -327,6 +332,7 @@ def kill_search(
 
     Invariants are judged on every explored state; behaviour only on the runs that go
     to the end (a run cut at a known state has no results of its own to compare).
+    ``max_runs`` bounds the runs of the whole search (the same on any machine).
     """
     from .campaign import judge
     from .executor import run
@@ -338,6 +344,7 @@ def kill_search(
     started = time.monotonic()
     deadline = started + seconds
     killed: list[tuple[Any, Scenario, float]] = []
+    runs = 0  # of the programs explored so far (``max_runs`` counts them all)
 
     class _Killed(Exception):
         pass
@@ -364,6 +371,8 @@ def kill_search(
         for program in programs(cpus, vcpus, ops):
             if len(program.ops) - setup != ops:
                 continue  # each stage of the plan is one program length
+            if max_runs is not None and runs >= max_runs:
+                return None
             ex = Explorer(
                 program,
                 names[1],
@@ -371,10 +380,12 @@ def kill_search(
                 deadline=deadline,
                 on_finding=on_finding,
                 on_leaf=on_leaf,
+                max_runs=None if max_runs is None else max_runs - runs,
             )
             try:
                 if not ex.explore():
                     return None
             except _Killed:
                 return killed[0]
+            runs += ex.stats.runs
     return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import multiprocessing as mp
 import os
 import queue
@@ -31,10 +32,12 @@ from .report.progress import Progress, summary_table
 from .scenario import Scenario, ScenarioError, from_json, load
 
 
-def _worker(args: tuple[int, str, float, str, Any, list[Any], bool | None]) -> None:
+def _worker(
+    args: tuple[int, str, float, int | None, str, Any, list[Any], bool | None],
+) -> None:
     from .engines.hypothesis_engine import hunt
 
-    seed_value, variant, deadline, db, out_q, known, nested = args
+    seed_value, variant, deadline, max_examples, db, out_q, known, nested = args
     budget = max(0.0, deadline - time.monotonic())  # one clock for all processes (Linux)
     parent = os.getppid()
     die_with_parent(parent)  # a SIGKILLed campaign takes its workers with it
@@ -66,6 +69,7 @@ def _worker(args: tuple[int, str, float, str, Any, list[Any], bool | None]) -> N
         tick=tick,
         nested=nested,
         stats=stats,
+        max_examples=max_examples,
     )
     out_q.put(("stats", stats.shapes_json(), stats.coverage.to_json()))
     out_q.put(("done", seed_value, n))
@@ -101,6 +105,25 @@ def _atheris_execs(out: Path) -> int:
     return total
 
 
+def _final_execs(out: Path, pid: int, log: Path, start: int) -> int:
+    """The executions the harness process ``pid`` did that its last ``.stats`` file
+    missed: it writes one every 25 executions, and libFuzzer ends the process with
+    C ``exit()``, so its final count is the one libFuzzer prints
+    (``stat::number_of_executed_units``, in this run's part of the log from ``start``)."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(start)
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return 0
+    try:
+        seen = int(json.loads((out / ".stats" / f"{pid}.json").read_text())["execs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        seen = 0
+    units = re.findall(r"stat::number_of_executed_units: *(\d+)", text)
+    return max(0, int(units[-1]) - seen) if units else 0
+
+
 def _atheris_stats(c: Campaign) -> None:
     """Fold the harness processes' shape counts and coverage into the campaign."""
     for p in (c.out / ".stats").glob("*.json"):
@@ -112,9 +135,20 @@ def _atheris_stats(c: Campaign) -> None:
 
 
 def fuzz_atheris(
-    c: Campaign, *, budget: float, seed_value: int, workers: int, fail_on: str, prog: Progress
+    c: Campaign,
+    *,
+    budget: float,
+    seed_value: int,
+    workers: int,
+    fail_on: str,
+    prog: Progress,
+    max_examples: int | None = None,
 ) -> None:
-    """Run ``python -m vmxfuzz.fuzz`` (libFuzzer) and merge what it drops, as it runs."""
+    """Run ``python -m vmxfuzz.fuzz`` (libFuzzer) and merge what it drops, as it runs.
+
+    ``budget`` seconds (``inf``: none) and ``max_examples`` executions (libFuzzer's
+    ``-runs``; with ``--workers``, of all the ``-fork`` jobs together), whichever ends
+    first."""
     out = c.out
     corpus = out / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
@@ -128,11 +162,14 @@ def fuzz_atheris(
         sys.executable,
         "-m",
         "vmxfuzz.fuzz",
-        f"-max_total_time={max(1, int(budget))}",
         f"-seed={seed_value}",
         f"-artifact_prefix={out / 'artifacts'}/",
         "-print_final_stats=1",
     ]
+    if math.isfinite(budget):
+        cmd.append(f"-max_total_time={max(1, math.ceil(budget))}")
+    if max_examples is not None:
+        cmd.append(f"-runs={max_examples}")
     if workers > 1:
         cmd += [f"-fork={workers}", "-ignore_crashes=1"]
     cmd.append(str(corpus))
@@ -145,7 +182,9 @@ def fuzz_atheris(
     )
     deadline = c.deadline if c.deadline is not None else time.monotonic() + budget
     parent = os.getpid()
-    with open(out / "atheris.log", "ab") as log:
+    log_path = out / "atheris.log"
+    with open(log_path, "ab") as log:
+        start = log.tell()
         proc = subprocess.Popen(
             cmd,
             stdout=log,
@@ -163,7 +202,7 @@ def fuzz_atheris(
         finally:
             _end_group(proc)
     merge_pending(c)
-    c.examples = _atheris_execs(out)
+    c.examples = _atheris_execs(out) + _final_execs(out, proc.pid, log_path, start)
     _atheris_stats(c)
 
 
@@ -180,6 +219,15 @@ def _end_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # -fork children outliving their parent
     proc.wait()
+
+
+def _split(total: int | None, workers: int) -> list[int | None]:
+    """``total`` examples shared out between ``workers`` (the first ones get the
+    remainder); a worker whose share is 0 is not started."""
+    if total is None:
+        return [None] * workers
+    base, extra = divmod(total, workers)
+    return [n for n in (base + (i < extra) for i in range(workers)) if n > 0]
 
 
 def process_started() -> float:
@@ -209,7 +257,17 @@ def fuzz(
     fail_on: str = "",
     db_url: str | None = None,
     started: float | None = None,
+    max_examples: int | None = None,
 ) -> int:
+    """A campaign of ``budget`` seconds (``math.inf``: no time limit) or of
+    ``max_examples`` examples, whichever ends first; exit 1 when it found something.
+
+    A count budget makes the campaign the same on any machine: the Hypothesis engine
+    with one worker is seeded by ``seed_value``, so a fresh folder gets the same
+    examples and the same findings; libFuzzer runs ``-runs=N`` with ``-seed``.  With
+    ``workers`` the count is split between them (their shared database makes the
+    order of what they find vary).
+    """
     if engine not in ("hypothesis", "atheris"):
         raise ValueError(f"unknown engine {engine!r}")
     c = Campaign(out=out, variant=variant, engine=engine, seed=seed_value)
@@ -229,6 +287,7 @@ def fuzz(
             workers=workers,
             fail_on=fail_on,
             prog=prog,
+            max_examples=max_examples,
         )
     elif workers <= 1:
         from .engines.hypothesis_engine import hunt
@@ -254,23 +313,25 @@ def fuzz(
             tick=tick,
             nested=nested,
             stats=c.stats,
+            max_examples=max_examples,
         )
     else:
         ctx = mp.get_context("spawn")
         q: Any = ctx.Queue()
         known = c.idents()
+        shares = _split(max_examples, workers)
         procs = [
             ctx.Process(
                 target=_worker,
-                args=((seed_value + i, variant, deadline, str(db), q, known, nested),),
+                args=((seed_value + i, variant, deadline, share, str(db), q, known, nested),),
             )
-            for i in range(workers)
+            for i, share in enumerate(shares)
         ]
         for p in procs:
             p.start()
         counts: dict[int, int] = {}
         done = 0
-        while done < workers:
+        while done < len(procs):
             try:
                 msg = q.get(timeout=0.5)
             except queue.Empty:

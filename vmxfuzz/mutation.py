@@ -1,7 +1,9 @@
 """``vmxfuzz mutants``: run the mutant catalogue against the engines, write the kill matrix.
 
 For each mutant of :mod:`vmxfuzz.mutants` and each engine, a differential search of the
-pair ``patched,<mutant>`` runs for at most ``--time-per`` seconds and stops at the first
+pair ``patched,<mutant>`` runs for at most ``--time-per`` seconds and/or
+``--examples-per`` examples (whichever ends first; the explore engine counts runs) and
+stops at the first
 *kill*: a finding of class ``regression`` (an invariant the mutant violates and
 ``patched`` does not) or ``behaviour`` (no invariant differs, an observable result
 does), the mutant being the second variant of the pair.  The kill is then minimised by
@@ -138,8 +140,10 @@ class EngineUnavailable(Exception):
     """The engine cannot run here (its cells read ``unavailable``, not ``error``)."""
 
 
-# (pair "patched,<mutant>", budget in seconds, seed, a fresh work directory) -> result.
-Engine = Callable[[str, float, int, Path], EngineResult]
+# (pair "patched,<mutant>", budget in seconds (inf: none), seed, a fresh work directory,
+# budget in examples (None: none)) -> result.  Whichever budget ends first ends the
+# search; the count is the same on any machine (Hypothesis and libFuzzer are seeded).
+Engine = Callable[[str, float, int, Path, int | None], EngineResult]
 
 
 def kill_hits(sc: Scenario, pair: str) -> list[Hit]:
@@ -158,9 +162,13 @@ class _Stop(Exception):
     """Ends a Hypothesis hunt at its first kill."""
 
 
-def hypothesis_engine(pair: str, budget: float, seed: int, work: Path) -> EngineResult:
+def hypothesis_engine(
+    pair: str, budget: float, seed: int, work: Path, count: int | None = None
+) -> EngineResult:
     """The Hypothesis engine (:func:`vmxfuzz.engines.hypothesis_engine.hunt`), no example
-    database (every cell starts from nothing); stops at the first kill."""
+    database (every cell starts from nothing); stops at the first kill, or after
+    ``count`` examples over all its hunts (a model crash ends a hunt; the next one
+    starts with the next seed)."""
     from .engines.hypothesis_engine import ToolError, hunt
 
     started = time.monotonic()
@@ -184,8 +192,12 @@ def hypothesis_engine(pair: str, budget: float, seed: int, work: Path) -> Engine
     def tick(n: int) -> None:
         counted[-1] = n
 
+    def left() -> int | None:
+        return None if count is None else count - sum(counted)
+
     rnd = 0
-    while res.kill is None and deadline - time.monotonic() > 0.05:
+    while res.kill is None and deadline - time.monotonic() > 0.05 and left() != 0:
+        remaining = left()
         counted.append(0)
         try:
             hunt(
@@ -196,6 +208,7 @@ def hypothesis_engine(pair: str, budget: float, seed: int, work: Path) -> Engine
                 seed_value=seed * 1_000 + rnd,
                 database=None,
                 tick=tick,
+                max_examples=remaining,
             )
         except _Stop:
             pass
@@ -228,7 +241,9 @@ class _AtherisCell(Campaign):
         return {}
 
 
-def atheris_engine(pair: str, budget: float, seed: int, work: Path) -> EngineResult:
+def atheris_engine(
+    pair: str, budget: float, seed: int, work: Path, count: int | None = None
+) -> EngineResult:
     """The libFuzzer path of ``vmxfuzz fuzz --engine atheris`` (a subprocess running
     ``python -m vmxfuzz.fuzz`` on the seed corpus) with ``VMXFUZZ_FAIL_ON`` set to the
     kill classes, so libFuzzer stops at the first kill.  The time to kill is when this
@@ -248,6 +263,7 @@ def atheris_engine(pair: str, budget: float, seed: int, work: Path) -> EngineRes
         workers=1,
         fail_on=",".join(KILL_CLASSES),
         prog=Progress(budget, quiet=True),
+        max_examples=count,
     )
     res = EngineResult(c.kill, examples=c.examples, tool_errors=c.tool_errors)
     if c.kill is None:
@@ -278,8 +294,11 @@ def _atheris_crash(log: Path) -> str:
 # EXPLORE ENTRY (placeholder): the bounded exhaustive engine is written in
 # vmxfuzz/explore.py; its author owns this adapter and may replace it.  Until
 # ``vmxfuzz.explore.kill_search`` exists the engine is "unavailable".  Assumed contract:
-# kill_search(pair, seconds) -> (Hit, Scenario, seconds) | None.
-def explore_engine(pair: str, budget: float, seed: int, work: Path) -> EngineResult:
+# kill_search(pair, seconds, max_runs=N) -> (Hit, Scenario, seconds) | None.
+def explore_engine(
+    pair: str, budget: float, seed: int, work: Path, count: int | None = None
+) -> EngineResult:
+    """``count`` is in runs (schedules tried), the explorer's unit of work."""
     try:
         explore = importlib.import_module("vmxfuzz.explore")
     except Exception as e:  # in progress elsewhere: unavailable, not a crash
@@ -287,7 +306,7 @@ def explore_engine(pair: str, budget: float, seed: int, work: Path) -> EngineRes
     kill_search = getattr(explore, "kill_search", None)
     if kill_search is None:
         raise EngineUnavailable("vmxfuzz.explore has no kill_search yet")
-    found = kill_search(pair, budget)
+    found = kill_search(pair, budget, max_runs=count)
     if found is None:
         return EngineResult(None)
     hit, sc, seconds = found
@@ -327,14 +346,21 @@ def minimise_kill(
     return minimize(kill.scenario, keeps), not timed_out[0]
 
 
-def run_cell(m: Mutant, engine: str, time_per: float, seed: int, out: Path) -> dict[str, Any]:
+def run_cell(
+    m: Mutant,
+    engine: str,
+    time_per: float,
+    seed: int,
+    out: Path,
+    examples_per: int | None = None,
+) -> dict[str, Any]:
     cell: dict[str, Any] = {"mutant": m.id, "engine": engine, "status": "pending"}
     work = out / "work" / f"{m.id}-{engine}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     try:
-        res = ENGINES[engine](m.pair, time_per, seed, work)
+        res = ENGINES[engine](m.pair, time_per, seed, work, examples_per)
     except EngineUnavailable as e:
         shutil.rmtree(work, ignore_errors=True)
         return {**cell, "status": "unavailable", "note": str(e)}
@@ -425,13 +451,24 @@ def _code_function(summary: str) -> str:
     return f"`{fn}`{sep}{rest}" if sep and " " not in fn else summary
 
 
+def _budget_text(doc: dict[str, Any]) -> str:
+    """The per-cell budget as written above the matrix (``time_per_s`` is null when
+    only a count was given; ``examples_per`` is absent in older matrices)."""
+    parts = []
+    if doc.get("time_per_s") is not None:
+        parts.append(f"{doc['time_per_s']:g} s")
+    if doc.get("examples_per") is not None:
+        parts.append(f"{doc['examples_per']} examples (explore: runs)")
+    return " or ".join(parts) or "an unbounded budget"
+
+
 def markdown(doc: dict[str, Any]) -> str:
     engines: list[str] = doc["engines"]
     cells = {(c["mutant"], c["engine"]): c for c in doc["cells"]}
     lines = [
         "# Kill matrix",
         "",
-        f"`{doc['command']}`: at most {doc['time_per_s']:g} s per cell; a kill is the first "
+        f"`{doc['command']}`: at most {_budget_text(doc)} per cell; a kill is the first "
         "`regression` or `behaviour` finding of `patched,<mutant>`. "
         "`✓ t invariant`: killed after t seconds (the invariant, or `behaviour`); "
         "`—`: survived; `n/a`: engine unavailable; `…`: not run yet.",
@@ -491,15 +528,18 @@ def run_matrix(
     command: str,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
     starting: Callable[[int, int, Mutant, str], None] | None = None,
+    examples_per: int | None = None,
 ) -> dict[str, Any]:
-    """Every (mutant, engine) cell in turn; the matrix is rewritten after each."""
+    """Every (mutant, engine) cell in turn; the matrix is rewritten after each.
+    ``time_per`` is ``math.inf`` when only ``examples_per`` bounds a cell."""
     started = time.monotonic()
     doc: dict[str, Any] = {
         "format": FORMAT,
         "version": 1,
         "command": command,
         "base": BASE,
-        "time_per_s": time_per,
+        "time_per_s": time_per if math.isfinite(time_per) else None,
+        "examples_per": examples_per,
         "seed": seed,
         "engines": engines,
         "kill_classes": list(KILL_CLASSES),
@@ -516,7 +556,7 @@ def run_matrix(
         for e in engines:
             if starting is not None:
                 starting(i, n, m, e)
-            cell = run_cell(m, e, time_per, seed, out)
+            cell = run_cell(m, e, time_per, seed, out, examples_per)
             doc["cells"][i] = cell
             i += 1
             doc["elapsed_s"] = round(time.monotonic() - started, 3)
@@ -544,6 +584,7 @@ def mutants_cmd(
     seed: int,
     as_json: bool,
     command: str,
+    examples_per: int | None = None,
 ) -> int:
     from .report.progress import Progress
 
@@ -576,6 +617,7 @@ def mutants_cmd(
             command=command,
             log=log,
             starting=starting,
+            examples_per=examples_per,
         )
     finally:
         prog.close()

@@ -89,8 +89,11 @@ def hunt(
     nested: bool | None = None,
     shrink: bool = False,
     stats: Stats | None = None,
+    max_examples: int | None = None,
 ) -> int:
-    """Search until ``budget_s`` elapses; returns the number of examples run.
+    """Search until ``budget_s`` elapses or ``max_examples`` examples have run,
+    whichever comes first; returns the number of examples run.  A count budget with
+    a fixed ``seed_value`` (and a fresh database) is the same search on any machine.
 
     ``shrink`` adds Hypothesis' own shrink phase before the campaign's minimiser.  It
     is off by default so that the budget goes to the search: the campaign's delta
@@ -107,14 +110,16 @@ def hunt(
     reported: set[Any] = set()
 
     def spent() -> bool:
-        return bool(stop) or time.monotonic() >= deadline
+        if stop or (max_examples is not None and examples >= max_examples):
+            return True
+        return time.monotonic() >= deadline
 
+    examples = 0
     strategy = _until(scenarios(variants=variants, nested=nested), spent)
     db = open_database(str(database)) if database else None  # a directory or redis://
-    examples = 0
     rnd = 0
     last: dict[Any, tuple[Hit, Scenario]] = {}
-    while time.monotonic() < deadline:
+    while not spent():
         last.clear()
 
         @settings(
