@@ -4,6 +4,7 @@ shorthands, test variants and model-flow drivers (model, invariant and CLI tests
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
@@ -38,17 +39,19 @@ def explored_seed_bound(variant: str) -> Any:
 
 
 def campaign(
-    out: Path, engine: str, variant: str, budget: float, seed: int, workers: int = 1
+    out: Path, engine: str, variant: str, examples: int, seed: int, workers: int = 1
 ) -> tuple[int, dict[str, Any]]:
-    """Run a short campaign quietly; return its exit code and summary."""
+    """Run a short campaign quietly, bounded by ``examples`` (no time limit: the same
+    campaign on any machine, however loaded); return its exit code and summary."""
     code = fuzz(
         engine=engine,
         variant=variant,
-        budget=budget,
+        budget=math.inf,
         seed_value=seed,
         out=out,
         workers=workers,
         as_json=True,
+        max_examples=examples,
     )
     return code, json.loads((out / "summary.json").read_text())
 

@@ -166,12 +166,15 @@ def test_campaign_records_minimal_reproducers_and_a_summary(tmp_path: Path) -> N
 
 
 def test_short_campaign_finds_and_replays(tmp_path: Path) -> None:
-    code, doc = campaign(tmp_path, "hypothesis", "both", 4, 3)
+    # 100 examples of seed 3 find two causes (a count budget: the same on any machine)
+    code, doc = campaign(tmp_path, "hypothesis", "both", 100, 3)
+    assert doc["examples"] == 100 and doc["findings"]
     assert_summary_sound(tmp_path, doc, code, "both")
 
 
 def test_workers_merge_without_duplicates(tmp_path: Path) -> None:
-    code, doc = campaign(tmp_path, "hypothesis", "reference", 4, 7, workers=2)
+    code, doc = campaign(tmp_path, "hypothesis", "reference", 60, 7, workers=2)
+    assert doc["examples"] == 60, "the count is shared out between the workers"
     assert_summary_sound(tmp_path, doc, code, "reference")
 
 
@@ -187,7 +190,9 @@ def test_promote_writes_a_regression_with_expect(tmp_path: Path) -> None:
     }
 
 
-@pytest.mark.parametrize("argv", [["--time", "0"], ["--workers", "0"]])
+@pytest.mark.parametrize(
+    "argv", [["--time", "0"], ["--workers", "0"], ["--max-examples", "0"], ["--max-examples", "-5"]]
+)
 def test_fuzz_bad_input_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fuzz", *argv]) == 2
     out, err = capsys.readouterr()

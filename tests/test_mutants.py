@@ -149,31 +149,39 @@ def test_equivalent_mutants_are_not_killed_by_any_shipped_scenario(m: Mutant) ->
 
 # ---- vmxfuzz mutants ----------------------------------------------------------------------
 def test_smoke_two_mutants_hypothesis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A count budget: seed 0 kills both within 100 examples on any machine (M09 after
+    # 41, M23 after 3), and M11 (equivalent) survives all of its 5.
     out = tmp_path / "mo"
-    args = ["--time-per", "2", "--only", "M09,M23", "--engines", "hypothesis"]
+    args = ["--examples-per", "100", "--only", "M09,M23", "--engines", "hypothesis"]
     code = main(["mutants", *args, "--out", str(out), "--json"])
     assert code == 0
     doc = json.loads((out / "kill-matrix.json").read_text())
     assert json.loads(capsys.readouterr().out) == doc
-    assert [(c["mutant"], c["engine"]) for c in doc["cells"]] == [
-        ("M09", "hypothesis"),
-        ("M23", "hypothesis"),
+    assert doc["examples_per"] == 100 and doc["time_per_s"] is None
+    assert [(c["mutant"], c["engine"], c["status"]) for c in doc["cells"]] == [
+        ("M09", "hypothesis", "killed"),
+        ("M23", "hypothesis", "killed"),
     ]
-    assert all(c["status"] in ("killed", "survived") for c in doc["cells"])
     md = (out / "kill-matrix.md").read_text()
-    assert "| M09 |" in md and "| M23 |" in md
+    assert "| M09 |" in md and "| M23 |" in md and "at most 100 examples" in md
     for c in doc["cells"]:
-        if c["status"] == "killed":
-            assert c["class"] in mutation.KILL_CLASSES
-            assert Path(c["reproducer"]).is_file()
-            hits = judge(load(c["reproducer"]), BY_ID[c["mutant"]].pair)
-            assert (c["class"], c["site"]) in {(h.cls, h.site) for h in hits}
+        assert 0 < c["examples"] <= 100
+        assert c["class"] in mutation.KILL_CLASSES
+        assert Path(c["reproducer"]).is_file()
+        hits = judge(load(c["reproducer"]), BY_ID[c["mutant"]].pair)
+        assert (c["class"], c["site"]) in {(h.cls, h.site) for h in hits}
+    survivor = tmp_path / "m11"
+    args = ["--examples-per", "5", "--time-per", "600", "--only", "M11", "--engines"]
+    assert main(["mutants", *args, "hypothesis,explore", "--out", str(survivor)]) == 0
+    cells = json.loads((survivor / "kill-matrix.json").read_text())["cells"]
+    assert [c["status"] for c in cells] == ["survived", "survived"]
+    assert cells[0]["examples"] == 5, "the count, not the 600 s, ended the cell"
 
 
 def _fake_engine(calls: list[str], out: Path) -> Any:
     kill_sc = load(next(p for p in KILLS if p.name.startswith("M09-")))
 
-    def engine(pair: str, budget: float, seed: int, work: Path) -> EngineResult:
+    def engine(pair: str, budget: float, seed: int, work: Path, count: int | None) -> EngineResult:
         calls.append(pair)
         assert work.is_dir()
         if len(calls) == 2:  # the matrix on disk is already valid, the first cell done
@@ -211,10 +219,10 @@ def test_matrix_is_rewritten_after_each_cell(
 def test_unavailable_engine_is_reported_not_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def gone(pair: str, budget: float, seed: int, work: Path) -> EngineResult:
+    def gone(pair: str, budget: float, seed: int, work: Path, count: int | None) -> EngineResult:
         raise EngineUnavailable("not here")
 
-    def broken(pair: str, budget: float, seed: int, work: Path) -> EngineResult:
+    def broken(pair: str, budget: float, seed: int, work: Path, count: int | None) -> EngineResult:
         raise RuntimeError("boom")
 
     monkeypatch.setitem(ENGINES, "gone", gone)
@@ -246,6 +254,9 @@ def test_explore_without_kill_search_is_unavailable(
         (["--time-per", "1", "--engines", "hypothesis,afl"], "--engines"),
         (["--time-per", "1", "--engines", ","], "--engines"),
         (["--time-per", "1", "--seed", "x"], "--seed"),
+        (["--examples-per", "0"], "--examples-per"),
+        (["--examples-per", "-2", "--time-per", "1"], "--examples-per"),
+        (["--only", "M01"], "--time-per, --examples-per"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(

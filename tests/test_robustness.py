@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -12,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import campaign
 
 from vmxfuzz.scenario import load
 
@@ -21,41 +21,38 @@ def test_sigkill_then_resume(engine: str, tmp_path: Path) -> None:
     if engine == "atheris":
         pytest.importorskip("atheris")
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "vmxfuzz",
-        "fuzz",
-        "--engine",
-        engine,
-        "--time",
-        "60",
-        "--out",
-        str(out),
-        "--seed",
-        "5",
-    ]
+    # Bounded by examples, not time: seed 5 finds its first cause within a few dozen
+    # examples with either engine on any machine, and 1000 leave the campaign running
+    # (minimising, searching on) when it is killed.
+    cmd = [sys.executable, "-m", "vmxfuzz", "fuzz", "--engine", engine, "--seed", "5"]
+    cmd += ["--out", str(out)]
     p = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        [*cmd, "--max-examples", "1000"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     # Wait for the first finding however long the machine takes (no test budget: the
-    # campaign's own --time ends the wait if it never finds anything).
+    # campaign's own count ends the wait if it never finds anything).
+    killed = False
     while p.poll() is None:
         if (out / "summary.json").exists() and json.loads(
             (out / "summary.json").read_text() or "{}"
         ).get("findings"):
             break
         time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):  # gone already: nothing to kill
+    if p.poll() is None:
         os.killpg(p.pid, signal.SIGKILL)
+        killed = True
     p.wait()
+    assert killed and p.returncode == -signal.SIGKILL, "killed while it ran"
     before = json.loads((out / "summary.json").read_text())["findings"]
     assert before, "the campaign found something before it was killed"
     for f in before:
         assert Path(f["reproducer"]).exists()
         load(f["reproducer"])
     # resume: the old findings are kept and not reported again
-    again = subprocess.run([*cmd[:7], "3", *cmd[8:]], check=False, capture_output=True)
+    again = subprocess.run([*cmd, "--max-examples", "20"], check=False, capture_output=True)
     assert again.returncode == 1, again.stderr[-2000:]
     after = json.loads((out / "summary.json").read_text())["findings"]
     keys_before = {f["key"] for f in before}
@@ -90,19 +87,22 @@ def test_sigkill_of_the_campaign_ends_its_libfuzzer_children(tmp_path: Path) -> 
     from vmxfuzz.lifeline import alive
 
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "vmxfuzz", "fuzz", "--engine", "atheris", "--time", "120"]
+    # Bounded by executions, not time: far more than the -fork jobs start with, so the
+    # campaign runs until it is killed however slow the machine is (and ends by itself,
+    # failing the test, if the children never show up).
+    cmd = [sys.executable, "-m", "vmxfuzz", "fuzz", "--engine", "atheris"]
     p = subprocess.Popen(
-        [*cmd, "--workers", "2", "--out", str(out)],
+        [*cmd, "--max-examples", "20000", "--workers", "2", "--out", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     children: set[int] = set()
-    for _ in range(1200):  # until the -fork children run the harness (bounded polls)
+    while p.poll() is None:  # until the -fork children run the harness
         children = _descendants(p.pid)
         if len(children) >= 3 and len(list((out / ".stats").glob("*.json"))) >= 1:
             break
         time.sleep(0.1)
-    assert len(children) >= 3, "libFuzzer and its -fork children started"
+    assert p.poll() is None and len(children) >= 3, "libFuzzer and its -fork children started"
     p.kill()
     p.wait()
     left = children
@@ -135,7 +135,7 @@ def test_a_campaign_refuses_a_foreign_folder_and_keeps_its_files(
     assert (user / "summary.json").read_text() == "my notes\n"
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["explore", "--time", "1", "--out", str(empty), "--nmis", "0"]) in (0, 1, 3)
+    assert main(["explore", "--max-runs", "5", "--out", str(empty), "--nmis", "0"]) in (0, 1, 3)
     capsys.readouterr()
     assert json.loads((empty / MARKER).read_text())["kind"] == "explore"
     assert main(["fuzz", "--time", "1", "--out", str(empty)]) == 2  # an explore folder
@@ -183,3 +183,47 @@ def test_minimisation_is_cut_at_the_deadline_and_resumed(tmp_path: Path) -> None
     assert done["minimised"] is True and done["ops"] < len(padded.ops)
     assert load(done["reproducer"]).ops == load(entry["reproducer"]).ops
     assert any(h.key == hit.key for h in judge(load(done["reproducer"]), "both"))
+
+
+# ---- count budgets: the same campaign on any machine --------------------------------------
+@pytest.mark.parametrize(("engine", "examples"), [("hypothesis", 100), ("atheris", 150)])
+def test_a_count_budget_is_the_same_campaign_twice(
+    engine: str, examples: int, tmp_path: Path
+) -> None:
+    """Seeded and bounded by examples (Hypothesis with ``@seed``, libFuzzer ``-runs`` and
+    ``-seed``), two campaigns in fresh folders find the same causes, whatever the load
+    of the machine; with Hypothesis the same reproducers, byte for byte.  (The atheris
+    campaign merges the harness' files as they come, in batches that depend on timing,
+    so which of several scenarios showing a cause is minimised first may differ.)"""
+    if engine == "atheris":
+        pytest.importorskip("atheris")
+    runs = []
+    for name in ("one", "two"):
+        code, doc = campaign(tmp_path / name, engine, "both", examples, 3)
+        assert doc["examples"] == examples
+        files = {p.name: p.read_text() for p in (tmp_path / name).glob("0*.json")}
+        runs.append((code, [f["key"] for f in doc["findings"]], files))
+    assert runs[0][1], "the budget is large enough to find something"
+    assert runs[0][:2] == runs[1][:2]
+    if engine == "hypothesis":
+        assert runs[0][2] == runs[1][2]
+
+
+def test_max_examples_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--max-examples`` alone has no time limit; with ``--time``, the count here
+    comes first (600 s is never reached by 5 examples)."""
+    from vmxfuzz.cli import main
+
+    assert main(["fuzz", "--max-examples", "5", "--out", str(tmp_path / "a"), "--json"]) in (0, 1)
+    assert json.loads(capsys.readouterr().out)["examples"] == 5
+    argv = ["fuzz", "--max-examples", "5", "--time", "600", "--out", str(tmp_path / "b")]
+    assert main(argv) in (0, 1)
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["examples"] == 5
+    capsys.readouterr()
+    for bad in ("0", "-1"):
+        assert main(["fuzz", "--max-examples", bad, "--out", str(tmp_path / "c")]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err == [f"vmxfuzz: error: --max-examples: must be a positive integer, not {bad}"]
+    assert not (tmp_path / "c").exists()
