@@ -167,7 +167,7 @@ def fuzz_atheris(
         "-print_final_stats=1",
     ]
     if math.isfinite(budget):
-        cmd.append(f"-max_total_time={max(1, math.ceil(budget))}")
+        cmd.append(f"-max_total_time={max(1, int(budget))}")
     if max_examples is not None:
         cmd.append(f"-runs={max_examples}")
     if workers > 1:
