@@ -107,7 +107,7 @@ def _atheris_execs(out: Path) -> int:
 
 def _final_execs(out: Path, pid: int, log: Path, start: int) -> int:
     """The executions the harness process ``pid`` did that its last ``.stats`` file
-    missed: it writes one every 25 executions, and libFuzzer ends the process with
+    missed: it writes one at most every second, and libFuzzer ends the process with
     C ``exit()``, so its final count is the one libFuzzer prints
     (``stat::number_of_executed_units``, in this run's part of the log from ``start``)."""
     try:
