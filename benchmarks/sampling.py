@@ -42,8 +42,17 @@ def derandomised(n: int) -> list[Any]:
 
 def examples(names: list[str] | None = None) -> list[Any]:
     """The shipped ``examples/*.json`` (their ``expect`` blocks dropped: an older
-    vmxfuzz may not know every field there), or only those ``names``; a file this
-    vmxfuzz cannot load (a newer format) is left out."""
+    vmxfuzz may not know every field there), or only the files ``names``; a file
+    this vmxfuzz cannot load (a newer format) is left out."""
+    return [sc for _, sc in _examples(names)]
+
+
+def example_names() -> list[str]:
+    """The file names of the examples this vmxfuzz loads."""
+    return [name for name, _ in _examples(None)]
+
+
+def _examples(names: list[str] | None) -> list[tuple[str, Any]]:
     from vmxfuzz.scenario import from_json
 
     out = []
@@ -53,7 +62,7 @@ def examples(names: list[str] | None = None) -> list[Any]:
         doc = json.loads(p.read_text())
         doc.pop("expect", None)
         try:
-            out.append(from_json(doc, p.name))
+            out.append((p.name, from_json(doc, p.name)))
         except Exception:  # a format this side does not read
             continue
     return out

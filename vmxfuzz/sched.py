@@ -685,14 +685,15 @@ class Scheduler:
         (:meth:`_static_can_step`) except for the :class:`Wait` conditions it hangs
         on, which are re-checked before each step; anything that could change the
         rest (an IPI, NMI or task sent, a context pushed, finished or killed, a halt,
-        the end) sets :attr:`changed` and ends the loop, as does a pending that is not
-        a plain step and the step limit.  A step where another CPU could step too is a
-        choice point: without a ``stint`` the loop ends there (the chooser is asked);
-        under one, ``c`` is chosen while the stint holds (its anchor not yet reached,
-        its points not used up) and the points used are reported to the chooser.  The
-        chooser is asked about an NMI before the labels in ``watch`` (every label:
-        None), as :meth:`step` does; labels are counted when ``count_all`` or in
-        ``counted`` (someone reads those counts).
+        the end) sets :attr:`changed` and ends the loop, as does a pending that is
+        neither a plain step nor a spin whose condition holds, and the step limit.
+        A step where another CPU could step too is a choice point: without a
+        ``stint`` the loop ends there (the chooser is asked); under one, ``c`` is
+        chosen while the stint holds (its anchor not yet reached, its points not used
+        up) and the points used are reported to the chooser.  The chooser is asked
+        about an NMI before the labels in ``watch`` (every label: None), as
+        :meth:`step` does; labels are counted when ``count_all`` or in ``counted``
+        (someone reads those counts).
         """
         st = self.stacks[c]
         if self.ended is not None or not st or self.ipis[c] or self.nmi_pending[c]:
@@ -726,9 +727,15 @@ class Scheduler:
         k.cpu = c
         k.ctx = ctx
         self.changed = False
-        label = ctx.pending
+        pending = ctx.pending
         try:
-            while type(label) is str:
+            while True:
+                if type(pending) is str:
+                    label = pending
+                elif type(pending) is Wait and pending.cond():
+                    label = pending.label  # a spin whose condition holds: a step
+                else:
+                    return  # a blocked spin, a context switch: the general path
                 if others or conds:
                     point = others > 0
                     if not point:
@@ -770,7 +777,7 @@ class Scheduler:
                     counts[(c, label)] += 1
                 value, ctx.send_value = ctx.send_value, None
                 try:
-                    label = ctx.pending = send(value)
+                    pending = ctx.pending = send(value)
                 except StopIteration as stop:
                     self.steps = steps
                     self._finish(ctx, stop.value)

@@ -314,9 +314,10 @@ def build(variant: str) -> SimpleNamespace:
 
     ``reference`` and ``patched`` are built in.  Anything else is a plug-in or a
     composition ``BASE+a.py+b.py`` (see the module docstring).  Cached per name and
-    current directory, so a campaign builds each variant once.
+    current directory (plug-in paths are relative to it; a built-in name is not),
+    so a campaign builds each variant once.
     """
-    return _build(variant, os.getcwd())
+    return _build(variant, "" if variant in BUILTIN else os.getcwd())
 
 
 @cache

@@ -9,7 +9,7 @@ occurrences per site (and per site and CPU) so "the 2nd VMXON on CPU 1" is namea
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -57,7 +57,11 @@ class FaultPlan:
     replays its own ``faults``."""
 
     faults: tuple[FaultSpec, ...] = ()
-    counts: Counter[tuple[str, int | None]] = field(default_factory=Counter)
+    # Occurrences per (site, None) and (site, cpu); missing keys read as 0 (a
+    # defaultdict: a Counter's Python-level __missing__ showed up in replay profiles).
+    counts: defaultdict[tuple[str, int | None], int] = field(
+        default_factory=lambda: defaultdict(int)
+    )
     fired: list[tuple[FaultSpec, int]] = field(default_factory=list)
     chooser: Chooser | None = None
     # When each fault fired, on the run's clock (the trace length; set by the
