@@ -227,3 +227,110 @@ def test_max_examples_from_the_command_line(
         err = capsys.readouterr().err.splitlines()
         assert err == [f"vmxfuzz: error: --max-examples: must be a positive integer, not {bad}"]
     assert not (tmp_path / "c").exists()
+
+
+# ---- folders of an earlier vmxfuzz (no marker) ----------------------------------------------
+SEED = Path(__file__).parent.parent / "examples" / "seed-nmi-in-list-add.json"
+
+
+def _legacy_fuzz_folder(root: Path) -> Path:
+    """A folder as vmxfuzz wrote it before the marker (bfc12f5's summary: findings
+    keyed by site, no cause), with what a killed atheris run leaves beside it."""
+    from vmxfuzz.campaign import judge
+
+    out = root / "old"
+    out.mkdir()
+    rep = out / "001-fixed-kexec-active-vmcs-machine-kexec.json"
+    rep.write_text(SEED.read_text())
+    hit = next(h for h in judge(load(SEED), "both") if h.cls == "fixed")
+    finding = {"class": hit.cls, "invariant": hit.invariant, "variant": hit.variant}
+    finding |= {"site": hit.site, "reproducer": str(rep), "explanation": hit.explanation}
+    finding |= {"engine": "hypothesis", "found_after_s": 3.1, "ops": 4}
+    summary = {"engine": "hypothesis", "variant": "both", "seed": 0, "elapsed_s": 60.2}
+    summary |= {"examples": 900, "findings": [finding]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / ".hypothesis").mkdir()
+    (out / "atheris.log").write_text("INFO: Seed: 1\n")
+    (out / ".summary.json.abc123.tmp").write_text("{")  # a write cut by SIGKILL
+    return out
+
+
+def _tree(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+def test_a_folder_of_an_earlier_vmxfuzz_is_adopted_and_resumed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vmxfuzz.cli import main
+    from vmxfuzz.outdir import MARKER
+
+    out = _legacy_fuzz_folder(tmp_path)
+    before = _tree(out)
+    assert main(["fuzz", "--max-examples", "5", "--out", str(out), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    marker = json.loads((out / MARKER).read_text())
+    assert marker["kind"] == "fuzz" and "earlier vmxfuzz" in marker["adopted"]
+    (old,) = [
+        f
+        for f in doc["findings"]
+        if f["reproducer"].endswith("/001-fixed-kexec-active-vmcs-machine-kexec.json")
+    ]
+    assert old["cause"], "the old finding, read with the cause its reproducer shows"
+    assert len({f["key"] for f in doc["findings"]}) == len(doc["findings"])
+    after = _tree(out)
+    for name in ("001-fixed-kexec-active-vmcs-machine-kexec.json", "atheris.log"):
+        assert after[name] == before[name], "nothing of the old campaign rewritten"
+    # adopted: a fuzz folder from now on, like any other
+    assert main(["explore", "--max-runs", "5", "--out", str(out)]) == 2
+    assert "a `vmxfuzz fuzz` campaign" in capsys.readouterr().err
+
+
+def test_an_earlier_folder_with_anything_else_in_it_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vmxfuzz.cli import main
+
+    out = _legacy_fuzz_folder(tmp_path)
+    (out / "notes.txt").write_text("mine\n")
+    before = _tree(out)
+    assert main(["fuzz", "--max-examples", "5", "--out", str(out)]) == 2
+    (err,) = capsys.readouterr().err.splitlines()
+    assert f"{out / 'notes.txt'}: (--out): the folder looks like an earlier `vmxfuzz fuzz`" in err
+    assert _tree(out) == before, "nothing written, nothing deleted"
+    (out / "notes.txt").unlink()
+    (out / "corpus").symlink_to(tmp_path)  # vmxfuzz never writes a link
+    assert main(["fuzz", "--max-examples", "5", "--out", str(out)]) == 2
+    assert f"{out / 'corpus'}: (--out)" in capsys.readouterr().err
+    (out / "corpus").unlink()
+    summary = json.loads((out / "summary.json").read_text())
+    for shape in ({**summary, "mine": 1}, {**summary, "seed": "0"}, [summary], {"notes": "x"}):
+        (out / "summary.json").write_text(json.dumps(shape))
+        assert main(["fuzz", "--max-examples", "5", "--out", str(out)]) == 2
+        assert "not empty and not a vmxfuzz campaign folder" in capsys.readouterr().err
+    assert not (out / ".vmxfuzz-campaign").exists()
+
+
+def test_an_earlier_explore_folder_is_explores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vmxfuzz.cli import main
+    from vmxfuzz.outdir import MARKER, legacy_kind
+
+    out = tmp_path / "ex"
+    out.mkdir()
+    summary = {"engine": "explore", "variant": "both", "seed": 0, "elapsed_s": 1.5}
+    summary |= {"examples": 0, "findings": []}
+    (out / "summary.json").write_text(json.dumps(summary))
+    (out / "explore.json").write_text(json.dumps({"variant": "both", "complete": False}))
+    assert legacy_kind(out) == ("explore", None)
+    assert main(["fuzz", "--max-examples", "5", "--out", str(out)]) == 2
+    assert "an earlier `vmxfuzz explore` campaign" in capsys.readouterr().err
+    assert main(["explore", "--max-runs", "5", "--nmis", "0", "--out", str(out)]) in (0, 1, 3)
+    assert json.loads((out / MARKER).read_text())["kind"] == "explore"
+    matrix = tmp_path / "mx"
+    matrix.mkdir()
+    (matrix / "kill-matrix.json").write_text(json.dumps({"format": "vmxfuzz-kill-matrix"}))
+    (matrix / "kill-matrix.md").write_text("# Kill matrix\n")
+    (matrix / "reproducers").mkdir()
+    assert legacy_kind(matrix) == ("mutants", None)
