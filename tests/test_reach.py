@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 from vmxfuzz.campaign import judge
 from vmxfuzz.coverage import Stats, concurrent_pairs, observing, unfinished
 from vmxfuzz.engines.pct import Pct, pct_schedule
-from vmxfuzz.engines.strategies import scenarios, swarms
-from vmxfuzz.engines.windows import NmiTargets, recorded_run, windows
+from vmxfuzz.engines.strategies import reached_faults, scenarios, swarms
+from vmxfuzz.engines.windows import NmiTargets, recorded_run, stop_points, windows
 from vmxfuzz.executor import run, start
+from vmxfuzz.machine.faults import SITES
 from vmxfuzz.scenario import Scenario, load
+from vmxfuzz.sched import RunEntry
 
 ROOT = Path(__file__).resolve().parent.parent
 REG = ROOT / "tests" / "regressions"
@@ -194,3 +196,57 @@ def test_report_index_shows_what_a_campaign_did_not_reach(tmp_path: Path) -> Non
     assert "what the campaign did not reach" in page
     unreached = doc["coverage"]["variants"]["reference"]["unreached_labels"]
     assert unreached and f"<code>{unreached[0]}</code>" in page
+
+
+def test_a_window_stop_lets_another_cpu_in_between_a_hardware_change_and_its_record() -> None:
+    """The stops of a CPU are the steps after which another CPU could step (none in
+    the sequential prefix), filed by the window kind of the CPU's next step; stopping
+    CPU 1 right after its VMPTRLD lets CPU 0's reboot IPI land before
+    ``loaded_vmcs->cpu = cpu`` (F12's window, found here by the mechanism alone)."""
+    sc = replace(load(REG / "F12-reboot-ipi-between-vmptrld-and-set-cpu.json"), schedule=())
+    stops = stop_points(sc, "reference", 1)
+    assert set(stops["after_hw"]) <= set(stops["all"])
+    assert ("vmcs_load:vmptrld", 1) in stops["after_hw"]
+    assert not any(label.startswith("kvm_init:") for label, _ in stops["all"])  # prefix
+    causes = set()
+    for label, nth in stops["after_hw"]:
+        anchored = replace(sc, schedule=(RunEntry(1, label, nth), RunEntry(0)))
+        causes |= {h.cause for h in judge(anchored, "both")}
+    assert "kexec-active-vmcs/loaded-vmcs-cpu-names-other-cpu" in causes
+    # a stop nobody else could use (the single CPU of a sequential program) is none
+    seq = Scenario(sc.ops[:3], sc.config)
+    assert stop_points(seq, "reference", 0)["all"] == []
+
+
+def test_window_schedules_are_drawn_and_replay() -> None:
+    """Some generated examples carry an anchored window schedule (format v4), and an
+    example replays to the same trace."""
+    found = find(
+        scenarios(),
+        lambda sc: sc.anchored,
+        settings=settings(
+            max_examples=200,
+            database=None,
+            derandomize=True,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+    assert found.version == 4 and isinstance(found.schedule[0], RunEntry)
+    assert run(found, "reference").trace == run(found, "reference").trace
+
+
+def test_faults_go_mostly_to_the_sites_the_run_reached() -> None:
+    drawn: list[tuple[str, int]] = []
+    sites = tuple(sorted(SITES))
+
+    @settings(max_examples=150, database=None, derandomize=True, deadline=None)
+    @given(reached_faults(sites, {"vmxon": 2, "alloc_vm": 1}))
+    def probe(faults: tuple[object, ...]) -> None:
+        drawn.extend((f.site, f.nth) for f in faults)  # type: ignore[attr-defined]
+
+    probe()
+    at_reached = [d for d in drawn if d[0] in ("vmxon", "alloc_vm")]
+    # sixteen sites, two reached: uniform draws would put 1/8 there
+    assert drawn and len(at_reached) > len(drawn) / 2

@@ -49,13 +49,14 @@ from hypothesis import event as _hyp_event
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from ..executor import start
 from ..kernel.preempt import PREEMPT_POINTS
 from ..kernel.state import Config
 from ..machine.faults import SITES, FaultSpec
 from ..scenario import NESTED_OPS, Op, Scenario
-from ..sched import NmiSpec, PreemptSpec
+from ..sched import NmiSpec, PreemptSpec, RunEntry
 from .pct import Pct, pct_schedule
-from .windows import NmiTargets, nmi_points
+from .windows import NmiTargets, nmi_points, stop_points
 
 __all__ = ["NmiTargets", "nmi_points", "scenarios"]
 
@@ -158,10 +159,14 @@ NMI_KIND_SETS = (("panic", "panic", "benign"), ("panic",), ("benign",))
 
 @st.composite
 def swarms(draw: Any, nested: bool) -> Swarm:
-    """A random feature subset; shrinks towards everything enabled."""
+    """A random feature subset; shrinks towards everything enabled.  Each subset is
+    one integer draw, a bit per feature (a set bit switches it off): a boolean draw
+    per feature cost more than the rest of the example's generation."""
     kinds = SWARM_OPS + (("nested",) if nested else ())
-    on = frozenset(k for k in kinds if not draw(st.booleans())) or frozenset(kinds)
-    sites = tuple(s for s in sorted(SITES) if not draw(st.booleans()))
+    off = draw(st.integers(0, 2 ** len(kinds) - 1))
+    on = frozenset(k for i, k in enumerate(kinds) if not off >> i & 1) or frozenset(kinds)
+    off_sites = draw(st.integers(0, 2 ** len(SITES) - 1))
+    sites = tuple(s for i, s in enumerate(sorted(SITES)) if not off_sites >> i & 1)
     nmi_kinds = draw(st.sampled_from(NMI_KIND_SETS))
     event(f"swarm: {len(on)}/{len(kinds)} op kinds, {len(sites)}/{len(SITES)} fault sites")
     return Swarm(on, nmi_kinds, sites)
@@ -200,7 +205,13 @@ def ops(draw: Any, cpus: int, nested: bool, swarm: Swarm = ALL_OPS) -> tuple[Op,
     if draw(st.integers(0, 9)) > 0:
         seq.append(Op("module_load", 0))
         if draw(st.integers(0, 9)) > 0:
-            seq.append(Op("create_vm", 0, vm=names.new(draw, names.vms, "vm")))
+            # One time in four the first VM is created on another CPU while the
+            # module loads: userspace can open /dev/kvm the moment it is registered,
+            # whatever module init still has to do (a body op rarely races the load:
+            # it comes after it).
+            racing = cpus > 1 and draw(st.integers(0, 3)) == 0
+            cpu = draw(st.integers(1, cpus - 1)) if racing else 0
+            seq.append(Op("create_vm", cpu, racing, vm=names.new(draw, names.vms, "vm")))
     # Category first, so the many nested and rare kinds do not dilute the vCPU ops
     # that set up the interesting states (several VMCSes loaded on one CPU).
     basic = tuple(k for k in BASIC if k in swarm.ops)
@@ -210,9 +221,11 @@ def ops(draw: Any, cpus: int, nested: bool, swarm: Swarm = ALL_OPS) -> tuple[Op,
     categories += [tuple(NESTED_OPS)] * (2 if nested_on else 0)
     for _ in range(draw(st.integers(0, 8)) if categories else 0):
         category = draw(st.sampled_from(categories))
-        # L1 issues instruction sequences: a nested draw is a burst of 1..3 exits.
+        # L1 issues instruction sequences: a nested draw is a burst of 1..4 exits
+        # (a guest hypervisor's VMXON, VMPTRLD, VMLAUNCH come together: with bursts
+        # of up to 3, an L2 entry with shadowing was in under 1% of the examples).
         # Only the burst's first exit may race the op before it: L1's own order holds.
-        for i in range(draw(st.integers(1, 3)) if category == tuple(NESTED_OPS) else 1):
+        for i in range(draw(st.integers(1, 4)) if category == tuple(NESTED_OPS) else 1):
             kind = draw(st.sampled_from(category))
             cpu = draw(st.integers(0, cpus - 1))
             parallel = i == 0 and bool(seq) and draw(st.integers(0, 3)) == 0
@@ -244,8 +257,12 @@ def _op(draw: Any, kind: str, cpu: int, parallel: bool, cpus: int, names: _Names
     if kind in NESTED_OPS:
         vcpu = names.used(draw, names.vcpus, "v0")
         state = names.l1.get(vcpu, "off")
-        if draw(st.integers(0, 3)) > 0:  # mostly what L1 would do next
-            kind = draw(st.sampled_from(L1_NEXT[state]))
+        if draw(st.integers(0, 3)) > 0:  # mostly what L1 would do next,
+            # mostly its step forward (the first): a guest hypervisor runs its guest
+            # far more often than it tears it down (uniform over the next steps, an
+            # L2 entry took a VMXON, VMPTRLD, VMLAUNCH each of 1 in 2-3 draws)
+            nxt = L1_NEXT[state]
+            kind = nxt[0] if draw(st.integers(0, 3)) > 0 else draw(st.sampled_from(nxt))
         names.l1[vcpu] = L1_AFTER.get((state, kind), state)
         return [Op(kind, cpu, parallel, vcpu=vcpu)]
     if kind in ("cpu_offline", "cpu_online"):
@@ -269,6 +286,39 @@ def faults(sites: Sequence[str] = tuple(sorted(SITES))) -> st.SearchStrategy[tup
         )
     )
     return st.lists(one, max_size=2).map(tuple)
+
+
+def _reached_sites(base: Scenario, variant: str) -> dict[str, int]:
+    """The fallible sites one untraced run of ``base`` checked, and how often."""
+    r = start(base, variant, keep_trace=False)
+    r.finish(keep_trace=False)
+    return {site: n for (site, cpu), n in r.k.faults.counts.items() if cpu is None}
+
+
+@st.composite
+def reached_faults(
+    draw: Any, sites: Sequence[str], reached: dict[str, int]
+) -> tuple[FaultSpec, ...]:
+    """Up to two injected faults at the swarm's sites, mostly at a site the
+    scenario's recorded run reached, at an occurrence it reached (``reached``: site
+    -> times checked): a fault at a site the program never passes is a no-op, and
+    with sixteen sites those were most of the draws.  One draw in four is any site
+    of the swarm, any of its first three occurrences (the run with the fault may go
+    where the recorded one did not)."""
+    out: list[FaultSpec] = []
+    if not sites:
+        return ()
+    hit = [s for s in sites if reached.get(s)]
+    for _ in range(draw(st.sampled_from((0, 1, 0, 0, 2, 0, 1, 0)))):  # 5 in 8 fault-free
+        if hit and draw(st.integers(0, 3)) > 0:
+            site = draw(st.sampled_from(hit))
+            nth = draw(st.integers(1, min(reached[site], 3)))
+            event("fault: at a reached site")
+        else:
+            site = draw(st.sampled_from(list(sites)))
+            nth = draw(st.integers(1, 3))
+        out.append(FaultSpec(site, nth, None, draw(st.sampled_from(SITES[site][0]))))
+    return tuple(out)
 
 
 def _weak_entries(cpus: int) -> list[str]:
@@ -316,7 +366,38 @@ def pcts(cpus: int) -> st.SearchStrategy[Pct]:
 # 33 with these weights, 4 when NMIs were spread evenly over every window kind and
 # over flows first; docs/performance.md.)
 POOLS = ("all", "masked", "after_hw", "interior", "repeat", "repeat", "repeat")
-SCHEDULE_MODES = ("runs", "pct")
+SCHEDULE_MODES = ("runs", "pct", "window")
+# Where a window schedule stops its CPU (vmxfuzz.engines.windows.stop_points): right
+# before a window step of the kind drawn; ``all`` keeps every step reachable.
+STOP_POOLS = ("after_hw", "after_hw", "interior", "masked", "all")
+
+
+@st.composite
+def window_schedules(draw: Any, base: Scenario, variant: str) -> tuple[RunEntry, ...]:
+    """An anchored schedule that stops one CPU right before a window step of its own
+    flow and lets another CPU run: whatever that CPU does (its stores, the IPIs it
+    sends, which land at the stopped CPU's next step with IRQs on) happens inside the
+    half-done state.  The stopped CPU is one with an op in a group of parallel ops
+    where there is one (the others only take IPIs)."""
+    cpus = base.config.cpus
+    ops_ = base.ops
+    busy = sorted(
+        {
+            o.cpu
+            for i, o in enumerate(ops_)
+            if o.parallel or (i + 1 < len(ops_) and ops_[i + 1].parallel)
+        }
+    )
+    c = draw(st.sampled_from(busy or list(range(cpus))))
+    stops = stop_points(base, variant, c)
+    kind = draw(st.sampled_from(STOP_POOLS))
+    pool = stops[kind] or stops["all"]
+    if not pool:
+        return ()
+    event(f"schedule: window stop ({kind})")
+    label, nth = draw(st.sampled_from(pool))
+    d = draw(st.sampled_from([x for x in range(cpus) if x != c]))
+    return (RunEntry(c, label, nth), RunEntry(d))
 
 
 @st.composite
@@ -329,19 +410,31 @@ def scenarios(
     config = draw(configs(max_cpus, nested))
     swarm = draw(swarms(config.nested))
     body = draw(ops(config.cpus, config.nested, swarm))
-    injected = draw(faults(swarm.fault_sites))
-    base = Scenario(body, config, (), (), injected)
+    base = Scenario(body, config)
     mode = draw(st.sampled_from(SCHEDULE_MODES))
+    if mode == "window" and (config.cpus < 2 or config.weak_memory):
+        mode = "runs"  # one CPU has nobody to let in; weak memory is step-indexed
     event(f"schedule: {mode}{' + weak memory' if config.weak_memory else ''}")
+    schedule: tuple[int | str | RunEntry, ...]
     if mode == "pct":
         pct = draw(pcts(config.cpus))
         event(f"schedule: pct depth {pct.depth}")
         schedule = pct_schedule(base, variants[0], pct)
+    elif mode == "window":
+        schedule = draw(window_schedules(base, variants[0]))
     else:
         schedule = draw(schedules(config.cpus, config.weak_memory))
     base = replace(base, schedule=schedule)
-    count = draw(st.sampled_from((1, 2, 0)))
+    # A run of the fault-free program says where faults (and NMIs) can go: faults are
+    # drawn after the schedule so they come from the run it makes.  The NMI targets
+    # need a traced run of every variant; without NMIs one untraced run will do.
+    # Half the examples without NMIs: a panic NMI ends the run where it lands, and
+    # with NMIs in two thirds of the examples almost no deep program (an L2 entry,
+    # a migration under a reboot) ran to its end.
+    count = draw(st.sampled_from((0, 1, 0, 2)))
     targets = NmiTargets.of(base, variants) if count else None
+    sites = targets.sites if targets is not None else _reached_sites(base, variants[0])
+    base = replace(base, faults=draw(reached_faults(swarm.fault_sites, sites)))
     nmis: list[NmiSpec] = []
     for _ in range(count if targets is not None and targets.all else 0):
         assert targets is not None

@@ -16,6 +16,12 @@ observable only to an NMI (or another CPU):
   state (CR4.VMXE, VMX operation, the current-VMCS pointer, the VMCS cache, PT) --
   between a hardware state change and the software's record of it.
 
+The same windows also place *other CPUs* (and the IPIs they send) inside a half-done
+state: :func:`stop_points` records a run in which one CPU goes first and lists, per
+kind, the steps after which stopping that CPU leaves its next step in a window; an
+anchored schedule (format v4) stops it there and lets another CPU run, so an IPI that
+CPU sends lands between the two steps (IPI delivery timing is a schedule choice).
+
 ``repeat`` is the window steps this CPU has executed before (``nth >= 2``): the first
 time a CPU runs a path it rarely has anything to lose, the second time the first
 one's state is there.  The pools only weight the choice; ``all`` keeps every step
@@ -27,14 +33,15 @@ from __future__ import annotations
 import inspect
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
+from itertools import pairwise
 from typing import Any
 
 from ..executor import start
 from ..machine.hw import Cpu, Hardware
 from ..scenario import Scenario
-from ..sched import TraceEvent
+from ..sched import RunEntry, TraceEvent
 
 Point = tuple[int, str, int]
 
@@ -66,7 +73,12 @@ def _instructions() -> tuple[str, ...]:
     return tuple(out)
 
 
-def recorded_run(base: Scenario, variant: str) -> tuple[list[TraceEvent], set[Point]]:
+def recorded_run(
+    base: Scenario,
+    variant: str,
+    sites: dict[str, int] | None = None,
+    choices: dict[int, tuple[int, ...]] | None = None,
+) -> tuple[list[TraceEvent], set[Point]]:
     """Run ``base`` once; its trace and the steps right after a hardware change.
 
     Each per-CPU hardware operation of this run is wrapped to compare the CPU's
@@ -90,7 +102,20 @@ def recorded_run(base: Scenario, variant: str) -> tuple[list[TraceEvent], set[Po
 
     for name in _instructions():
         setattr(hw, name, watched(getattr(hw, name)))
+    if choices is not None:  # trace position -> the CPUs runnable at a choice point there
+        chooser = r.sched.chooser
+        ask = chooser.schedule
+
+        def schedule(runnable: list[int], actions: list[str]) -> int | str:
+            choices[len(r.sched.events)] = tuple(runnable)
+            return ask(runnable, actions)
+
+        chooser.schedule = schedule  # type: ignore[method-assign]
     trace = r.finish().trace
+    if sites is not None:  # the fallible sites this run checked, and how often
+        for (site, cpu), n in r.k.faults.counts.items():
+            if cpu is None:
+                sites[site] = n
     after: set[Point] = set()
     for cpu, at in marks:
         left = AFTER_HW_STEPS
@@ -154,10 +179,13 @@ class NmiTargets:
     window: list[Point]  # the union of the three kinds
     repeat: list[Point]  # window steps this CPU executed before (nth >= 2)
     contexts: dict[Point, str]  # point -> "context:name" of the first variant's run
+    # fault site -> times the first variant's run checked it (faults go where it went)
+    sites: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, base: Scenario, variants: tuple[str, ...]) -> NmiTargets:
-        runs = [recorded_run(base, v) for v in variants]
+        sites: dict[str, int] = {}
+        runs = [recorded_run(base, v, sites if i == 0 else None) for i, v in enumerate(variants)]
         first = _points(runs[0][0])
         common = set(first).intersection(*(set(_points(t)) for t, _ in runs[1:]))
         points = [p for p in first if p in common]
@@ -179,7 +207,7 @@ class NmiTargets:
             for e in runs[0][0]
             if e.context not in ("crash", "mem")
         }
-        return cls(points, masked, interior, after_hw, window, repeat, contexts)
+        return cls(points, masked, interior, after_hw, window, repeat, contexts, sites)
 
     def pool(self, name: str) -> list[Point]:
         """The named pool, or ``all`` while it is empty."""
@@ -193,3 +221,37 @@ def nmi_points(base: Scenario, variants: tuple[str, ...]) -> list[Point]:
     The atheris decoder indexes this list, so its order is part of the corpus format.
     """
     return NmiTargets.of(base, variants).all
+
+
+STOP_KINDS = ("after_hw", "interior", "masked", "all")
+
+
+def stop_points(base: Scenario, variant: str, cpu: int) -> dict[str, list[tuple[str, int]]]:
+    """Where to stop ``cpu`` so that the other CPUs run in its half-done state.
+
+    ``base`` is run once with ``cpu`` first wherever it can step (an anchored run);
+    each of its steps after which another CPU could step is a stop, filed under the
+    window kinds of the step it would take next (``after_hw``: between a hardware
+    change and the software's record of it; ``interior``: between two actions of one
+    function; ``masked``: IRQs off, only memory races and NMIs get in) and under
+    ``all``.  A stop is ``(label, nth)``, the
+    anchor of :class:`~vmxfuzz.sched.RunEntry` (nth counted per CPU, as the trace's).
+    """
+    choices: dict[int, tuple[int, ...]] = {}
+    solo = replace(base, schedule=(RunEntry(cpu),), nmis=())
+    trace, after = recorded_run(solo, variant, choices=choices)
+    w = windows(trace, after)
+    mine = [
+        (i, e) for i, e in enumerate(trace) if e.cpu == cpu and e.context not in ("crash", "mem")
+    ]
+    out: dict[str, list[tuple[str, int]]] = {k: [] for k in STOP_KINDS}
+    for (i, e), (_, nxt) in pairwise(mine):
+        if not any(c != cpu for c in choices.get(i + 1, ())):
+            continue  # nobody else could step here: stopping changes nothing
+        after_step = (nxt.cpu, nxt.label, nxt.nth)
+        stop = (e.label, e.nth)
+        out["all"].append(stop)
+        for kind in ("after_hw", "interior", "masked"):
+            if after_step in getattr(w, kind):
+                out[kind].append(stop)
+    return out
