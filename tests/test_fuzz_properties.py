@@ -84,7 +84,7 @@ def test_the_seed_window_leaks_a_vmcs_in_reference() -> None:
         scenarios(),
         lambda sc: _list_add_window(run(sc, "reference", keep_trace=False)),
         settings=settings(
-            max_examples=3000,
+            max_examples=6000,
             database=None,
             derandomize=True,
             deadline=None,

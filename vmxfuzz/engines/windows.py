@@ -111,6 +111,9 @@ def recorded_run(
             return ask(runnable, actions)
 
         chooser.schedule = schedule  # type: ignore[method-assign]
+        # no stints: the core must ask at every choice point (same answers, by the
+        # stint's own promise), or the choice points it decides alone go unrecorded
+        chooser.stint = lambda cpu: None  # type: ignore[method-assign]
     trace = r.finish().trace
     if sites is not None:  # the fallible sites this run checked, and how often
         for (site, cpu), n in r.k.faults.counts.items():
