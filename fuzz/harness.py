@@ -78,7 +78,7 @@ with atheris.instrument_imports(include=["vmxfuzz"], exclude=engine_modules()):
     from vmxfuzz.atomic import write_text_atomic
     from vmxfuzz.campaign import Key, judge, slug
     from vmxfuzz.coverage import Stats, observing
-    from vmxfuzz.fuzz.decoder import decode
+    from vmxfuzz.fuzz.decoder import LAYOUT, decode
     from vmxfuzz.fuzz.known import load_known
     from vmxfuzz.variants import BUILTIN, SHARED_MODULES, VERSION_MODULES, build, split_pair
 
@@ -223,7 +223,7 @@ def with_defaults(args: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     print(
         f"INFO: vmxfuzz: {EDGES} edges instrumented "
-        f"({PLUGIN_FUNCTIONS} plug-in/mutant functions included)",
+        f"({PLUGIN_FUNCTIONS} plug-in/mutant functions included); byte layout {LAYOUT}",
         file=sys.stderr,
     )
     args = list(sys.argv if argv is None else argv)
