@@ -40,6 +40,9 @@ INIT_HOOKS = frozenset(
     }
 )
 
+# Hooks hook_called() does more for than the before-setup check.
+_SPECIAL_HOOKS = frozenset({"hardware_disable", "hardware_enable", "hardware_unsetup"})
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -185,23 +188,26 @@ class Oracle:
         self.unset = False
 
     def hook_called(self, k: Any, hook: str) -> None:
-        if hook == "hardware_disable":
+        # Called at every hook call (about every other step): the common hook
+        # is none of the special ones, after setup -- two cheap tests.
+        special = hook in _SPECIAL_HOOKS
+        if special and hook == "hardware_disable":
             self.history.hw_disabled.add(k.cpu)
-        if hook == "hardware_enable":
+        if special and hook == "hardware_enable":
             cpu = k.hw.cpus[k.cpu]
             self._enable_snapshot[k.cpu] = (
                 cpu.cr4_vmxe,
                 cpu.cr4_shadow_vmxe,
                 cpu.pt_vmx_off,
             )
-        if hook not in INIT_HOOKS and not self.setup_done and not self.unset:
+        if not self.setup_done and not self.unset and hook not in INIT_HOOKS:
             self._here(
                 k,
                 "hook-before-setup",
                 f"runtime hook {hook} called before the vendor hardware_setup() completed",
                 (f"kvm_x86_ops.{hook}",),
             )
-        if hook == "hardware_unsetup":
+        if special and hook == "hardware_unsetup":
             self.setup_done = False
             self.unset = True  # later calls are after teardown, not before setup
 

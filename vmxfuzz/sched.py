@@ -101,7 +101,7 @@ class Migrate:
     resume: str
 
 
-@dataclass
+@dataclass(eq=False)  # a context is itself: stacks find and remove it by identity
 class Context:
     kind: str  # "task" | "ipi" | "nmi"
     name: str

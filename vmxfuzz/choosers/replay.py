@@ -36,6 +36,11 @@ class ReplayChooser(Chooser):
         self.nmis = list(nmis)
         self.faults = tuple(faults)
         self.preempts = list(preempts)
+        # The faults of each site, in scenario order (fault() is asked at every
+        # fallible site: a dict lookup, not a scan of every fault).
+        self._faults_at: dict[str, list[FaultSpec]] = {}
+        for f in self.faults:
+            self._faults_at.setdefault(f.site, []).append(f)
 
     @property
     def nmi_labels(self) -> frozenset[str] | None:
@@ -89,6 +94,8 @@ class ReplayChooser(Chooser):
         return None
 
     def preempt(self, cpu: int, label: str, nth: int) -> int | None:
+        if not self.preempts:
+            return None  # asked at every preemption point: most scenarios have none
         for i, spec in enumerate(self.preempts):
             if i in self.preempt_fired or spec.cpu != cpu or spec.at != label or spec.nth != nth:
                 continue
@@ -97,8 +104,8 @@ class ReplayChooser(Chooser):
         return None
 
     def fault(self, site: str, cpu: int, counts: FaultCounts) -> FaultSpec | None:
-        for f in self.faults:
-            if f.site != site or (f.cpu is not None and f.cpu != cpu):
+        for f in self._faults_at.get(site, ()):
+            if f.cpu is not None and f.cpu != cpu:
                 continue
             if counts[(site, f.cpu)] == f.nth:
                 return f
