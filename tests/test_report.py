@@ -317,3 +317,10 @@ def test_a_reader_finds_what_they_need_in_the_rendered_report(tmp_path: Path) ->
         shot = tmp_path / f"{name}.png"
         _chromium(profile, "--window-size=1280,1400", f"--screenshot={shot}", target.as_uri())
         assert shot.stat().st_size > 20_000, name  # a real page, not a blank one
+
+
+def test_docs_link_text_shows_code_spans_as_code() -> None:
+    from vmxfuzz.report.html import _md_code
+
+    assert _md_code("F10: found by `vmxfuzz fuzz`") == "F10: found by <code>vmxfuzz fuzz</code>"
+    assert _md_code("a <b> `x") == "a &lt;b&gt; `x"  # unpaired: left as written, escaped

@@ -318,13 +318,22 @@ def _window(w: dict[str, Any], pages: dict[str, str]) -> str:
     return "; ".join(parts)
 
 
+def _md_code(text: str) -> str:
+    """Escaped text with markdown code spans (a findings.md heading's `vmxfuzz fuzz`)
+    shown as code, not as literal backticks."""
+    parts = _esc(text).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: leave the text as it is
+        return _esc(text)
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
 def _docrefs(docs: list[DocRef]) -> str:
     if not docs:
         return '<span class="docref">not described in docs/findings.md</span>'
     out = []
     for d in docs:
         # a section heading names its ids ("F01, F02: ..."); else say which id
-        text = _esc(d.title) if d.id in d.title else _esc(f"{d.id}: {d.title}" if d.title else d.id)
+        text = _md_code(d.title if d.id in d.title else f"{d.id}: {d.title}" if d.title else d.id)
         link = f"<a href='{_esc(d.href)}'>{text}</a>" if d.href else text
         note = " (related: same function)" if d.how == "related" else ""
         out.append(f'<span class="docref">docs/findings.md {link}{note}</span>')
