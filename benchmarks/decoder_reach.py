@@ -4,10 +4,11 @@ libFuzzer starts from short random inputs and keeps what adds coverage; it gets 
 only if most byte strings, short ones included, already decode to programs that do
 something.  This draws ``--n`` random inputs of 0..``--max-len`` bytes (seeded), decodes
 each with the atheris decoder, runs it on ``reference`` and judges it on the pair, and
-prints generic measures (module loaded, vCPUs created, an NMI fired, a crash or kexec
-reached, steps, op success) and how many inputs showed a finding (any; a VMCS left
-active at kexec).  ``--base REV`` measures a base commit's decoder on the same inputs
-in the same run (``benchmarks/basetree.py``), e.g. ``--base main``.
+prints generic measures (module loaded, vCPUs created, an NMI or injected fault
+fired, a crash or kexec reached, steps, op success) and how many inputs showed a
+finding (any; an oops; a VMCS left active at kexec).  ``--base REV`` measures a base
+commit's decoder on the same inputs in the same run (``benchmarks/basetree.py``),
+e.g. ``--base main``.
 
     python benchmarks/decoder_reach.py [--n 400] [--max-len 64] [--seed 0] [--base REV]
 """
@@ -36,10 +37,12 @@ def measure(n: int, max_len: int, seed: int) -> dict[str, float]:
             "a vCPU created",
             "two vCPUs created",
             "an NMI fired",
+            "an injected fault fired",
             "crash or kexec reached",
             "ops that succeeded (of all ops)",
             "steps (mean)",
             "any finding",
+            "an oops (finding)",
             "a VMCS active at kexec (finding)",
         ),
         0.0,
@@ -55,12 +58,14 @@ def measure(n: int, max_len: int, seed: int) -> dict[str, float]:
         m["a vCPU created"] += created >= 1
         m["two vCPUs created"] += created >= 2
         m["an NMI fired"] += bool(r.nmis_fired)
+        m["an injected fault fired"] += bool(r.faults_fired)
         m["crash or kexec reached"] += "kexec" in (r.ended or "")
         m["steps (mean)"] += r.steps
         ops += len(sc.ops)
         ok += sum(1 for _, x in results if x == "0")
         hits = judge(sc, "both")
         m["any finding"] += bool(hits)
+        m["an oops (finding)"] += any(h.invariant == "oops" for h in hits)
         m["a VMCS active at kexec (finding)"] += any(
             h.invariant == "kexec-active-vmcs" for h in hits
         )

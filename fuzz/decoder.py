@@ -13,8 +13,8 @@ deliberately not ``atheris.FuzzedDataProvider``: that consumes integers from the
 of the buffer in a layout we could not invert, and artifacts must decode the same
 where atheris is not installed.
 
-Why structure-aware (layout version 3): libFuzzer mutates bytes and keeps what adds
-coverage, so it only gets deep if *most* byte strings, short ones included, already
+Why structure-aware (layout version 3 and after): libFuzzer mutates bytes and keeps
+what adds coverage, so it only gets deep if *most* byte strings, short ones included, already
 decode to plausible programs.  Layout v2 mapped each byte uniformly onto its range:
 half of random machines had kexec unloaded and most had VMX disabled by the firmware
 on some CPU, op kinds were uniform over 19 kinds (nested ones included), names were
@@ -26,12 +26,13 @@ machine most of the time and quirks rarely; a usual prefix (module load, a VM); 
 kinds weighted by category (vCPU ops first, rare ops, L1's VMX instructions mostly
 following L1's protocol); names drawn from what the program already named (a creation
 mostly takes a fresh name, every other op mostly an existing one); a terminal crash,
-kexec or reboot; NMIs placed at the k-th step of a window pool of a recorded first run
+kexec or reboot; faults mostly at a site the program passes; NMIs placed at the k-th
+step of a window pool of a recorded first run
 (:mod:`vmxfuzz.engines.windows`, the pools and weights of the strategies), so a byte
 means "the k-th IRQs-off step", not an absolute label; and the schedule last, as runs
 (one byte: a CPU and how many choice points it keeps), taking the rest of the input.
 
-Layout (version 3), in order.  Where a byte has a common case, a zero byte means
+Layout (version 4), in order.  Where a byte has a common case, a zero byte means
 it (an exhausted input reads zeros, so a short input is a plain program, not an
 empty one):
 
@@ -48,7 +49,10 @@ empty one):
    the kind's fresh range, else the ``(b // 8)``-th name used so far, created ones
    first), a target byte for hotplug; then a terminal byte (panic, none, kexec,
    reboot) and its placement;
-3. faults: a count, per fault site, nth (1..4), kind and CPU (``b < 128``: any CPU);
+3. faults: a count, per fault a mode byte (3 in 4: at a site the fault-free run of
+   the program checked, the ``b``-th of those by name, at an occurrence it reached;
+   else any site), a site byte, an nth byte (1..4), a kind byte and a CPU byte
+   (``b < 128``: any CPU);
 4. NMIs: a count, per NMI a kind byte, a pool byte (a window step the CPU ran before,
    every common step, IRQs-off or IPI context, after a hardware change, inside a
    function, or a raw ``(label, cpu, nth)``), and two index bytes counted from the
@@ -58,8 +62,10 @@ empty one):
    run byte is ``b & 63`` points (0..63) and is followed by a store-buffer entry byte
    (below 64: none; ``sbC``, ``sbC.I``, ``lateC`` above, so format v3 round-trips).
 
-Version 2 inputs (the seed corpus before this layout) decode differently; the seed
-corpus was re-encoded (``vmxfuzz encode``) and still decodes to the same scenarios.
+Version 2 inputs (one uniform byte per choice) and version 3 (faults at any site,
+a PCT schedule chosen with the faults in place) decode differently; the seed corpus
+was re-encoded (``vmxfuzz encode``) at each change and still decodes to the same
+scenarios.  A PCT schedule is chosen on the fault-free program, as the strategies do.
 """
 
 from __future__ import annotations
@@ -72,7 +78,7 @@ from itertools import permutations
 from typing import Generic, TypeVar
 
 from vmxfuzz.engines.pct import Pct, pct_schedule
-from vmxfuzz.engines.strategies import L1_AFTER, L1_NEXT
+from vmxfuzz.engines.strategies import L1_AFTER, L1_NEXT, _reached_sites
 from vmxfuzz.engines.windows import NmiTargets
 from vmxfuzz.kernel.state import Config
 from vmxfuzz.labels import known_labels
@@ -80,7 +86,7 @@ from vmxfuzz.machine.faults import SITES, FaultSpec
 from vmxfuzz.scenario import NESTED_OPS, OPS, Op, Scenario
 from vmxfuzz.sched import NmiSpec
 
-LAYOUT = 3
+LAYOUT = 4
 VMS = ("vm0", "vm1")
 VCPUS = ("v0", "v1", "v2", "v3")
 SITE_NAMES = tuple(sorted(SITES))
@@ -126,6 +132,10 @@ BODY = Weighted(
 )
 TERMINAL = Weighted(("panic", None, "kexec", "reboot"), (3, 2, 2, 1))
 FAULTS = Weighted((0, 1, 2), (5, 2, 1))
+# A fault mostly at a site the fault-free run checked, at an occurrence it reached
+# (the strategies' ``reached_faults``): with sixteen sites, a fault at a site the
+# program never passes is a no-op.  ``any`` keeps every site and nth 1..4 encodable.
+FAULT_AT = Weighted(("reached", "any"), (3, 1))
 NMIS = Weighted((1, 0, 2), (2, 1, 1))
 NMI_KIND = Weighted(("panic", "benign"), (2, 1))
 # The strategies' pools (vmxfuzz.engines.strategies.POOLS: repeat three times the
@@ -281,6 +291,19 @@ def _op(r: Reader, kind: str, cpus: int, first: bool, names: _Names) -> Op | Non
 
 
 _TARGETS: dict[tuple[object, ...], NmiTargets] = {}
+_REACHED: dict[tuple[object, ...], dict[str, int]] = {}
+
+
+def _reached(sc: Scenario) -> dict[str, int]:
+    """The fallible sites a fault-free run of ``sc`` (no NMIs) checks on reference, and
+    how often (the strategies' ``_reached_sites``); cached like the NMI pools."""
+    key = (sc.ops, repr(sc.config), sc.schedule)
+    if key not in _REACHED:
+        if len(_REACHED) >= 512:
+            del _REACHED[next(iter(_REACHED))]
+        plain = replace(sc, faults=(), nmis=())
+        _REACHED[key] = {s: n for s, n in _reached_sites(plain, "reference").items() if n}
+    return _REACHED[key]
 
 
 def _nmi_targets(sc: Scenario) -> NmiTargets:
@@ -335,14 +358,9 @@ def decode(data: bytes) -> Scenario:
         cpu, parallel = _where(where, cpus, not ops)
         ops.append(Op(terminal, cpu, parallel))
 
-    faults = []
-    for _ in range(r.pick(FAULTS)):
-        site = SITE_NAMES[r.byte() % len(SITE_NAMES)]
-        nth = r.number(1, 4)
-        site_kinds = SITES[site][0]
-        kind = site_kinds[r.byte() % len(site_kinds)]
-        b = r.byte()
-        faults.append(FaultSpec(site, nth, None if b < 128 else (b - 128) % cpus, kind))
+    raw_faults = [
+        (r.pick(FAULT_AT), r.byte(), r.byte(), r.byte(), r.byte()) for _ in range(r.pick(FAULTS))
+    ]
 
     raw_nmis: list[tuple[str, str, tuple[int, ...]]] = []
     for _ in range(r.pick(NMIS)):
@@ -356,9 +374,23 @@ def decode(data: bytes) -> Scenario:
             raw_nmis.append((pool, kind, (r.byte(), r.byte())))
 
     schedule = _schedule(r.left, cpus, config.weak_memory) if pct is None else ()
-    base = Scenario(tuple(ops), config, schedule, (), tuple(faults))
+    base = Scenario(tuple(ops), config, schedule)
     if pct is not None:
         base = replace(base, schedule=pct_schedule(base, "reference", pct))
+    reached = _reached(base) if any(f[0] == "reached" for f in raw_faults) else {}
+    hit = sorted(reached)
+    faults = []
+    for at, site_b, nth_b, kind_b, where_b in raw_faults:
+        if at == "reached" and hit:
+            site = hit[site_b % len(hit)]
+            nth = 1 + nth_b % min(reached[site], 4)
+        else:
+            site, nth = SITE_NAMES[site_b % len(SITE_NAMES)], 1 + nth_b % 4
+        site_kinds = SITES[site][0]
+        kind = site_kinds[kind_b % len(site_kinds)]
+        cpu = None if where_b < 128 else (where_b - 128) % cpus
+        faults.append(FaultSpec(site, nth, cpu, kind))
+    base = replace(base, faults=tuple(faults))
     nmis: list[NmiSpec] = []
     targets = _nmi_targets(base) if any(p != "raw" for p, _, _ in raw_nmis) else None
     for pool, kind, args in raw_nmis:
@@ -549,13 +581,18 @@ def encode(sc: Scenario, variant: str = "reference") -> bytes:
         out.append((192 if terminal.parallel else 0) | terminal.cpu)
 
     out.append(FAULTS.byte(len(sc.faults)))
+    reached = _reached(replace(sc, nmis=(), faults=())) if sc.faults else {}
+    hit = sorted(reached)
     for f in sc.faults:
         if not 1 <= f.nth <= 4:
             raise Unencodable("faults are encoded with nth 1..4")
         site_kinds = SITES[f.site][0]
         where = 0 if f.cpu is None else 128 + f.cpu
+        if f.site in reached and f.nth <= min(reached[f.site], 4):
+            out += [FAULT_AT.byte("reached"), hit.index(f.site)]
+        else:
+            out += [FAULT_AT.byte("any"), SITE_NAMES.index(f.site)]
         out += [
-            SITE_NAMES.index(f.site),
             f.nth - 1,
             site_kinds.index(f.kind or site_kinds[0]),
             where,
