@@ -388,8 +388,8 @@ def decode(data: bytes) -> Scenario:
             site, nth = SITE_NAMES[site_b % len(SITE_NAMES)], 1 + nth_b % 4
         site_kinds = SITES[site][0]
         kind = site_kinds[kind_b % len(site_kinds)]
-        cpu = None if where_b < 128 else (where_b - 128) % cpus
-        faults.append(FaultSpec(site, nth, cpu, kind))
+        on = None if where_b < 128 else (where_b - 128) % cpus
+        faults.append(FaultSpec(site, nth, on, kind))
     base = replace(base, faults=tuple(faults))
     nmis: list[NmiSpec] = []
     targets = _nmi_targets(base) if any(p != "raw" for p, _, _ in raw_nmis) else None
