@@ -162,6 +162,10 @@ def kinds(nested: bool, vm: bool = True, vcpu: bool = True) -> Weighted[str]:
     table.update({k: 2 if nested else 1 for k in NESTED_OPS})
     if nested:
         table[L1_STEP] = 40
+    # An op kind the categories do not name yet (one added to the scenario format
+    # later) is drawn rarely and stays encodable; the corpus tests then ask for a
+    # re-encode, as for any layout change.
+    table.update({k: 1 for k in sorted(OPS) if k not in table})
     users = ("run_vcpu", *NESTED_OPS, L1_STEP) if not vcpu else ()
     if not vm:
         users = (*users, "destroy_vm", "create_vcpu")
@@ -169,7 +173,6 @@ def kinds(nested: bool, vm: bool = True, vcpu: bool = True) -> Weighted[str]:
         if k in table:
             table["create_vcpu" if vm else "create_vm"] += table[k] - 1
             table[k] = 1
-    assert set(OPS) <= set(table)
     return Weighted(tuple(table), tuple(table.values()))
 
 
