@@ -99,10 +99,11 @@ def bench_differential(seconds: float) -> dict[str, Any]:
 def bench_explore(seconds: float) -> dict[str, Any]:
     from dataclasses import replace
 
-    from vmxfuzz.explore import Bound, Explorer
-    from vmxfuzz.scenario import load
+    from sampling import examples
 
-    sc = load(ROOT / "examples" / "seed-nmi-in-list-add.json")
+    from vmxfuzz.explore import Bound, Explorer
+
+    (sc,) = examples(["seed-nmi-in-list-add.json"])
     program = replace(sc, schedule=(), nmis=(), faults=())
     out: dict[str, Any] = {}
     for variant in ("reference", "patched"):

@@ -181,12 +181,18 @@ class Scheduler:
             chooser = ReplayChooser(schedule or (), nmis or (), preempts=preempts or ())
         self.k = k
         self.ncpus = ncpus
-        self.stacks: list[list[Context]] = [[] for _ in range(ncpus)]
-        self.ipis: list[deque[IpiRequest]] = [deque() for _ in range(ncpus)]
-        self.nmi_pending: list[deque[tuple[str, FlowFactory]]] = [deque() for _ in range(ncpus)]
-        self.tasks: list[deque[Task]] = [deque() for _ in range(ncpus)]
+        self.stacks: list[list[Context]] = []
+        self.ipis: list[deque[IpiRequest]] = []
+        self.nmi_pending: list[deque[tuple[str, FlowFactory]]] = []
+        self.tasks: list[deque[Task]] = []
         # Task contexts migrated here from a CPU that went offline, waiting to resume.
-        self.migrated: list[deque[Context]] = [deque() for _ in range(ncpus)]
+        self.migrated: list[deque[Context]] = []
+        for _ in range(ncpus):  # one loop: built for every run, comprehensions cost
+            self.stacks.append([])
+            self.ipis.append(deque())
+            self.nmi_pending.append(deque())
+            self.tasks.append(deque())
+            self.migrated.append(deque())
         self.chooser: Chooser = chooser
         # Per-CPU step counts by label or key (missing: 0; see :meth:`run` for which).
         self.counts: defaultdict[tuple[int, str], int] = defaultdict(int)
@@ -501,7 +507,9 @@ class Scheduler:
         out = []
         for c in range(self.ncpus):
             st = self.stacks[c]
-            if not st or not self._deliverable_ipi(c) or self.k.hw.cpus[c].halted:
+            if not self.ipis[c] or not st:
+                continue  # asked before every step: IPIs are rarely pending
+            if not self._deliverable_ipi(c) or self.k.hw.cpus[c].halted:
                 continue
             if self.nmi_pending[c] and not self.in_nmi(c):
                 continue

@@ -129,6 +129,8 @@ class WeakMemory:
         """Every commit that could happen now, as schedule entries."""
         out: list[str] = []
         for c in range(self.ncpus):
+            if not self.buffers[c]:
+                continue  # asked before every step: most buffers are empty
             n = len(self.committable(c))
             out += [f"sb{c}" if i == 0 else f"sb{c}.{i}" for i in range(n)]
         return out
