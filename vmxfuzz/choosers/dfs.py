@@ -258,12 +258,26 @@ class DfsChooser(Chooser):
         j = len(path.points)
         if path.replaying:
             ids = None
-            if self.sleeping and j == len(path.prefix) - 1:  # the branch point: track
+            if self.sleeping and j == len(path.prefix) - 1 and self._measurable(path.prefix[j]):
+                # The branch point: track objects (its step's footprint is measured)
+                # and number them (the footprint and the sleep set are kept in this
+                # state's canonical numbering).  A step that depends on everything
+                # needs neither: its footprint is EVERYTHING in any numbering and
+                # wakes the whole sleep set.
                 ids = fingerprint_map(self.roots(), track=True)[1]
             return path.replay(options, ids)
         budget = path.budget(self.driver.results)
         fp, ids2 = fingerprint_map(self.roots(), budget, track=self.sleeping)
         return path.fresh(options, fp, True, ids2 if self.sleeping else None)
+
+    def _measurable(self, choice: Decision) -> bool:
+        """The step after ``choice`` has a footprint finer than EVERYTHING (see
+        :meth:`_measure`): a commit, or a plain advance of the chosen CPU's flow."""
+        if choice[0] == "mem":
+            return True
+        if choice[0] in ("cpu", "late"):
+            return self._plain_advance(int(choice[1]), choice[0] == "late")
+        return False
 
     def _measure(self, j: int, plain: int | None, late: bool = False) -> None:
         """Measure the footprint of the step after decision ``j`` (sleep sets): the
