@@ -135,6 +135,9 @@ class Explorer:
     deadline: float = float("inf")
     on_finding: Callable[[Finding], None] | None = None
     sleep_sets: bool = True
+    # NMI raises commute with other CPUs' plain steps (see DfsChooser._measure);
+    # False: an NMI raise depends on everything (the coarser reduction).
+    fine_nmis: bool = True
     # Called with every run that finished (not cut by hashing or sleep sets): the
     # scenario and its result, e.g. to compare observable results with another variant.
     on_leaf: Callable[[Scenario, Result], None] | None = None

@@ -42,6 +42,12 @@ if TYPE_CHECKING:
 Decision = tuple[Any, ...]
 Sleep = list[tuple[Decision, Footprint]]
 
+# Pseudo-locations of the footprints of NMI raises (see :meth:`DfsChooser._measure`):
+# a CPU's control flow (on its ``Cpu`` object: what its next step is) and the NMI
+# budget (on the kernel object).  Attribute names no model field can have.
+CONTROL = "<control>"
+NMI_BUDGET = "<nmis left>"
+
 
 class Prune(Exception):
     """Raised out of a run when it reaches a state explored before."""
@@ -190,11 +196,13 @@ class DfsChooser(Chooser):
         ex = path.ex
         self.bound = ex.bound
         self.sleeping: bool = ex.sleep_sets
+        self.fine_nmis: bool = ex.fine_nmis and self.bound.nmis > 0
         self.driver: Any = None
         self.active = self.bound.setup == 0
         self.asked_at = -1  # the step at which schedule() decided (nmi() must not)
         self.nmi_now: tuple[int, int, int] | None = None  # (step, cpu, spec index)
-        self.measuring: tuple[int, bool] | None = None  # (point, footprint begun)
+        # (point, footprint begun, or the step's footprint known in advance)
+        self.measuring: tuple[int, bool, Footprint | None] | None = None
 
     def attach(self, core: Scheduler) -> None:
         super().attach(core)
@@ -272,26 +280,52 @@ class DfsChooser(Chooser):
 
     def _measurable(self, choice: Decision) -> bool:
         """The step after ``choice`` has a footprint finer than EVERYTHING (see
-        :meth:`_measure`): a commit, or a plain advance of the chosen CPU's flow."""
+        :meth:`_measure`): a commit, an NMI raise, or a plain advance of the chosen
+        CPU's flow."""
         if choice[0] == "mem":
             return True
+        if choice[0] == "nmi":
+            return self.fine_nmis
         if choice[0] in ("cpu", "late"):
             return self._plain_advance(int(choice[1]), choice[0] == "late")
         return False
 
-    def _measure(self, j: int, plain: int | None, late: bool = False) -> None:
+    def _measure(
+        self, j: int, plain: int | None, late: bool = False, nmi: int | None = None
+    ) -> None:
         """Measure the footprint of the step after decision ``j`` (sleep sets): the
         step of CPU ``plain`` if it is a plain advance of its flow, else (None, or
-        not plain) it depends on everything.  ``plain=-1``: a store-buffer commit."""
+        not plain) it depends on everything.  ``plain=-1``: a store-buffer commit.
+
+        ``nmi``: the step raises an NMI on that CPU.  It runs no model code: it queues
+        the NMI (delivered at the CPU's next step, a step of its own) and spends the
+        budget.  Its footprint (with ``fine_nmis``) writes that CPU's control flow and
+        the budget, and reads the CPU's IRQ flag (whether an IPI there would be taken
+        first); every plain step of a CPU writes its control flow.  So an NMI raise
+        commutes with other CPUs' plain steps and with commits, and not with the
+        CPU's own steps or another NMI.  Without ``fine_nmis`` it depends on
+        everything (the reduction before; tests compare the two)."""
         if not self.sleeping or j < len(self.path.prefix) - 1:
             return
         core = self.core
         assert core is not None
+        if nmi is not None and self.fine_nmis:
+            cpu = core.k.hw.cpus[nmi]
+            fixed = Footprint({(id(cpu), "irqs_enabled")}, {(id(cpu), CONTROL)})
+            fixed.writes.add((id(core.k), NMI_BUDGET))
+            self.measuring = (j, False, fixed)
+            core.after_step = self._stepped
+            return
         begun = plain == -1 or (plain is not None and self._plain_advance(plain, late))
-        self.measuring = (j, begun)
+        self.measuring = (j, begun, None)
         core.after_step = self._stepped
         if begun:
-            footprint.begin()
+            control = None
+            if self.fine_nmis and plain is not None and plain >= 0:
+                control = (id(core.k.hw.cpus[plain]), CONTROL)
+            fp = footprint.begin()
+            if control is not None:
+                fp.writes.add(control)
             if plain is not None and plain >= 0:
                 p = core.stacks[plain][-1].pending
                 if isinstance(p, Wait):
@@ -302,8 +336,10 @@ class DfsChooser(Chooser):
         m = self.measuring
         assert m is not None
         self.measuring = None
-        j, begun = m
-        self.path.stepped(j, footprint.end() if begun else EVERYTHING)
+        j, begun, fixed = m
+        if fixed is None:
+            fixed = footprint.end() if begun else EVERYTHING
+        self.path.stepped(j, fixed)
 
     def schedule(self, runnable: list[int], actions: list[str]) -> int | str:
         core = self.core
@@ -348,7 +384,7 @@ class DfsChooser(Chooser):
         c = int(choice[1])
         path.schedule.append(c)
         if choice[0] == "nmi":
-            self._measure(j, None)
+            self._measure(j, None, nmi=c)
             self._raise_nmi(c, labels[c], str(choice[2]))
         else:
             self._measure(j, c)
@@ -394,7 +430,7 @@ class DfsChooser(Chooser):
         if choice[0] == "cpu":
             self._measure(j, cpu)
             return None
-        self._measure(j, None)
+        self._measure(j, None, nmi=cpu)
         self._raise_nmi(cpu, label, str(choice[2]))
         self.nmi_now = None
         self.nmi_fired.add(len(self.nmis) - 1)
