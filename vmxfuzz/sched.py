@@ -595,8 +595,7 @@ class Scheduler:
         cls = type(self)
         chooser = self.chooser
         fast = (
-            k.mem is None
-            and not chooser.every_step
+            not chooser.every_step
             and cls._choose is Scheduler._choose
             and cls.step is Scheduler.step
             and cls._advance is Scheduler._advance
@@ -701,12 +700,17 @@ class Scheduler:
         up) and the points used are reported to the chooser.  The chooser is asked
         about an NMI before the labels in ``watch`` (every label: None), as
         :meth:`step` does; labels are counted when ``count_all`` or in ``counted``
-        (someone reads those counts).
+        (someone reads those counts).  In weak-memory mode the loop runs only while
+        every store buffer is empty and no IPI is pending (a buffered store's commit
+        and a late IPI are options too): the step that buffers a store ends it.
         """
         st = self.stacks[c]
         if self.ended is not None or not st or self.ipis[c] or self.nmi_pending[c]:
             return
         k = self.k
+        mem = k.mem
+        if mem is not None and (any(mem.buffers) or any(self.ipis)):
+            return  # weak memory: a commit or a late IPI is an option at every step
         others = 0
         conds: list[Callable[[], bool]] = []
         for d in range(self.ncpus):
@@ -794,6 +798,8 @@ class Scheduler:
                     self._oops(ctx, fault)
                 if observed:
                     self._observed()
+                if mem is not None and mem.buffers[c]:
+                    self.changed = True  # a buffered store: its commit is an option
                 if self.changed:
                     self.steps = steps
                     if self.idle() and self.ended is None:
