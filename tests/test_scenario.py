@@ -373,3 +373,21 @@ def test_a_sleeping_task_does_not_resume_on_its_offline_cpu(variant: str) -> Non
     ]
     assert resumed == [], "no step of the task on CPU 1 once it is offline"
     assert r.violations == []
+
+
+def test_an_anchored_scenario_keeps_its_preemptions() -> None:
+    """Version 4 is version 3 plus anchored runs: preemptions are part of it (the
+    differential stores anchored reproducers, and the strategies draw anchored window
+    schedules with a preemption; the v4 schema once lacked the field)."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from vmxfuzz.sched import RunEntry
+
+    root = Path(__file__).resolve().parent.parent
+    sc = load(root / "examples" / "clean-preempt-migrate-in-kvm-run.json")
+    anchored = replace(sc, schedule=(RunEntry(0, "put_cpu:preempt_enable", 1), RunEntry(1)))
+    doc = anchored.to_json()
+    assert doc["version"] == 4 and doc["preempts"]
+    jsonschema.validate(doc, schema(4))
+    assert from_json(doc, "anchored") == anchored
