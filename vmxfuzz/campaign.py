@@ -216,6 +216,9 @@ class Campaign:
         the key and the window)."""
         if hit.key in self.unconfirmed:
             return self.unconfirmed[hit.key]
+        # when the search saw it: minimising and confirming come after (they took
+        # seconds per finding, and earlier ones' delayed every later timestamp)
+        found_after = round(time.monotonic() - self.started, 3)
         pair = split_pair(self.variant)
         if pair is not None:  # the reproducer stores the anchored form
             sc = anchor(sc, pair[0])[0]
@@ -244,7 +247,7 @@ class Campaign:
             "reproducer": str(path),
             "explanation": final.explanation,
             "engine": self.engine,
-            "found_after_s": round(time.monotonic() - self.started, 3),
+            "found_after_s": found_after,
             "ops": len(sc.ops),
         }
         if self.minimize_findings:
