@@ -41,6 +41,7 @@ delta debugging (``vmxfuzz.minimize``) makes every reported reproducer 1-minimal
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
@@ -56,7 +57,7 @@ from ..machine.faults import SITES, FaultSpec
 from ..scenario import NESTED_OPS, Op, Scenario
 from ..sched import NmiSpec, PreemptSpec, RunEntry
 from .pct import Pct, pct_schedule
-from .windows import NmiTargets, nmi_points, stop_points
+from .windows import NmiTargets, nmi_points, stop_points, watch_racing_sites
 
 __all__ = ["NmiTargets", "nmi_points", "scenarios"]
 
@@ -288,30 +289,39 @@ def faults(sites: Sequence[str] = tuple(sorted(SITES))) -> st.SearchStrategy[tup
     return st.lists(one, max_size=2).map(tuple)
 
 
-def _reached_sites(base: Scenario, variant: str) -> dict[str, int]:
-    """The fallible sites one untraced run of ``base`` checked, and how often."""
+def _reached_sites(base: Scenario, variant: str) -> tuple[dict[str, int], set[str]]:
+    """The fallible sites one untraced run of ``base`` checked, how often, and which
+    of them while another CPU could step."""
+    racing: set[str] = set()
     r = start(base, variant, keep_trace=False)
+    watch_racing_sites(r, racing)
     r.finish(keep_trace=False)
-    return {site: n for (site, cpu), n in r.k.faults.counts.items() if cpu is None}
+    return {site: n for (site, cpu), n in r.k.faults.counts.items() if cpu is None}, racing
 
 
 @st.composite
 def reached_faults(
-    draw: Any, sites: Sequence[str], reached: dict[str, int]
+    draw: Any,
+    sites: Sequence[str],
+    reached: dict[str, int],
+    racing: AbstractSet[str] = frozenset(),
 ) -> tuple[FaultSpec, ...]:
     """Up to two injected faults at the swarm's sites, mostly at a site the
     scenario's recorded run reached, at an occurrence it reached (``reached``: site
     -> times checked): a fault at a site the program never passes is a no-op, and
     with sixteen sites those were most of the draws.  One draw in four is any site
     of the swarm, any of its first three occurrences (the run with the fault may go
-    where the recorded one did not)."""
+    where the recorded one did not).  Half the reached draws go to a site checked
+    while another CPU could step (``racing``), where there is one: an error path in
+    the middle of a race."""
     out: list[FaultSpec] = []
     if not sites:
         return ()
     hit = [s for s in sites if reached.get(s)]
+    hot = [s for s in hit if s in racing]
     for _ in range(draw(st.sampled_from((0, 1, 0, 0, 2, 0, 1, 0)))):  # 5 in 8 fault-free
         if hit and draw(st.integers(0, 3)) > 0:
-            site = draw(st.sampled_from(hit))
+            site = draw(st.sampled_from(hot if hot and draw(st.booleans()) else hit))
             nth = draw(st.integers(1, min(reached[site], 3)))
             event("fault: at a reached site")
         else:
@@ -366,7 +376,8 @@ def pcts(cpus: int) -> st.SearchStrategy[Pct]:
 # 33 with these weights, 4 when NMIs were spread evenly over every window kind and
 # over flows first; docs/performance.md.)
 POOLS = ("all", "masked", "after_hw", "interior", "repeat", "repeat", "repeat")
-SCHEDULE_MODES = ("runs", "pct", "window")
+SCHEDULE_MODES = ("runs", "pct")
+WINDOW_MODES = ("window", "runs", "window", "pct")  # for programs with racing ops
 # Where a window schedule stops its CPU (vmxfuzz.engines.windows.stop_points): right
 # before a window step of the kind drawn; ``all`` keeps every step reachable.
 STOP_POOLS = ("after_hw", "after_hw", "interior", "masked", "all")
@@ -411,9 +422,11 @@ def scenarios(
     swarm = draw(swarms(config.nested))
     body = draw(ops(config.cpus, config.nested, swarm))
     base = Scenario(body, config)
-    mode = draw(st.sampled_from(SCHEDULE_MODES))
-    if mode == "window" and (config.cpus < 2 or config.weak_memory):
-        mode = "runs"  # one CPU has nobody to let in; weak memory is step-indexed
+    # A window schedule needs ops that run concurrently (a stop elsewhere lets nobody
+    # in), more than one CPU, and no weak memory (its entries are step-indexed); where
+    # it applies it gets half the draws, the most direct way into a half-done state.
+    racing = config.cpus > 1 and not config.weak_memory and any(o.parallel for o in body)
+    mode = draw(st.sampled_from(WINDOW_MODES if racing else SCHEDULE_MODES))
     event(f"schedule: {mode}{' + weak memory' if config.weak_memory else ''}")
     schedule: tuple[int | str | RunEntry, ...]
     if mode == "pct":
@@ -433,8 +446,11 @@ def scenarios(
     # a migration under a reboot) ran to its end.
     count = draw(st.sampled_from((0, 1, 0, 2)))
     targets = NmiTargets.of(base, variants) if count else None
-    sites = targets.sites if targets is not None else _reached_sites(base, variants[0])
-    base = replace(base, faults=draw(reached_faults(swarm.fault_sites, sites)))
+    if targets is not None:
+        sites, racing = targets.sites, targets.racing_sites
+    else:
+        sites, racing = _reached_sites(base, variants[0])
+    base = replace(base, faults=draw(reached_faults(swarm.fault_sites, sites, racing)))
     nmis: list[NmiSpec] = []
     for _ in range(count if targets is not None and targets.all else 0):
         assert targets is not None

@@ -78,6 +78,7 @@ def recorded_run(
     variant: str,
     sites: dict[str, int] | None = None,
     choices: dict[int, tuple[int, ...]] | None = None,
+    racing: set[str] | None = None,
 ) -> tuple[list[TraceEvent], set[Point]]:
     """Run ``base`` once; its trace and the steps right after a hardware change.
 
@@ -102,6 +103,8 @@ def recorded_run(
 
     for name in _instructions():
         setattr(hw, name, watched(getattr(hw, name)))
+    if racing is not None:
+        watch_racing_sites(r, racing)
     if choices is not None:  # trace position -> the CPUs runnable at a choice point there
         chooser = r.sched.chooser
         ask = chooser.schedule
@@ -129,6 +132,22 @@ def recorded_run(
                 after.add((e.cpu, e.label, e.nth))
                 left -= 1
     return trace, after
+
+
+def watch_racing_sites(r: Any, racing: set[str]) -> None:
+    """Collect into ``racing`` the fallible sites run ``r`` checks while another CPU
+    could step: a fault there fails one flow in the middle of another's (an error
+    path racing a userspace op), which a fault in a sequential stretch cannot."""
+    plan = r.k.faults
+    check = plan.check
+    sched = r.sched
+
+    def watched(site: str, cpu: int) -> str | None:
+        if any(sched.can_step(d) for d in range(sched.ncpus) if d != cpu):
+            racing.add(site)
+        return check(site, cpu)
+
+    plan.check = watched
 
 
 def _fn(label: str) -> str:
@@ -184,11 +203,16 @@ class NmiTargets:
     contexts: dict[Point, str]  # point -> "context:name" of the first variant's run
     # fault site -> times the first variant's run checked it (faults go where it went)
     sites: dict[str, int] = field(default_factory=dict)
+    racing_sites: set[str] = field(default_factory=set)  # checked while others could step
 
     @classmethod
     def of(cls, base: Scenario, variants: tuple[str, ...]) -> NmiTargets:
         sites: dict[str, int] = {}
-        runs = [recorded_run(base, v, sites if i == 0 else None) for i, v in enumerate(variants)]
+        racing: set[str] = set()
+        runs = [
+            recorded_run(base, v, *((sites, None, racing) if i == 0 else ()))
+            for i, v in enumerate(variants)
+        ]
         first = _points(runs[0][0])
         common = set(first).intersection(*(set(_points(t)) for t, _ in runs[1:]))
         points = [p for p in first if p in common]
@@ -210,7 +234,7 @@ class NmiTargets:
             for e in runs[0][0]
             if e.context not in ("crash", "mem")
         }
-        return cls(points, masked, interior, after_hw, window, repeat, contexts, sites)
+        return cls(points, masked, interior, after_hw, window, repeat, contexts, sites, racing)
 
     def pool(self, name: str) -> list[Point]:
         """The named pool, or ``all`` while it is empty."""
