@@ -76,9 +76,7 @@ def _instructions() -> tuple[str, ...]:
 def recorded_run(
     base: Scenario,
     variant: str,
-    sites: dict[str, int] | None = None,
     choices: dict[int, tuple[int, ...]] | None = None,
-    racing: set[str] | None = None,
 ) -> tuple[list[TraceEvent], set[Point]]:
     """Run ``base`` once; its trace and the steps right after a hardware change.
 
@@ -103,8 +101,6 @@ def recorded_run(
 
     for name in _instructions():
         setattr(hw, name, watched(getattr(hw, name)))
-    if racing is not None:
-        watch_racing_sites(r, racing)
     if choices is not None:  # trace position -> the CPUs runnable at a choice point there
         chooser = r.sched.chooser
         ask = chooser.schedule
@@ -118,10 +114,6 @@ def recorded_run(
         # stint's own promise), or the choice points it decides alone go unrecorded
         chooser.stint = lambda cpu: None  # type: ignore[method-assign]
     trace = r.finish().trace
-    if sites is not None:  # the fallible sites this run checked, and how often
-        for (site, cpu), n in r.k.faults.counts.items():
-            if cpu is None:
-                sites[site] = n
     after: set[Point] = set()
     for cpu, at in marks:
         left = AFTER_HW_STEPS
@@ -201,18 +193,10 @@ class NmiTargets:
     window: list[Point]  # the union of the three kinds
     repeat: list[Point]  # window steps this CPU executed before (nth >= 2)
     contexts: dict[Point, str]  # point -> "context:name" of the first variant's run
-    # fault site -> times the first variant's run checked it (faults go where it went)
-    sites: dict[str, int] = field(default_factory=dict)
-    racing_sites: set[str] = field(default_factory=set)  # checked while others could step
 
     @classmethod
     def of(cls, base: Scenario, variants: tuple[str, ...]) -> NmiTargets:
-        sites: dict[str, int] = {}
-        racing: set[str] = set()
-        runs = [
-            recorded_run(base, v, *((sites, None, racing) if i == 0 else ()))
-            for i, v in enumerate(variants)
-        ]
+        runs = [recorded_run(base, v) for v in variants]
         first = _points(runs[0][0])
         common = set(first).intersection(*(set(_points(t)) for t, _ in runs[1:]))
         points = [p for p in first if p in common]
@@ -234,7 +218,7 @@ class NmiTargets:
             for e in runs[0][0]
             if e.context not in ("crash", "mem")
         }
-        return cls(points, masked, interior, after_hw, window, repeat, contexts, sites, racing)
+        return cls(points, masked, interior, after_hw, window, repeat, contexts)
 
     def pool(self, name: str) -> list[Point]:
         """The named pool, or ``all`` while it is empty."""
