@@ -250,15 +250,3 @@ def test_faults_go_mostly_to_the_sites_the_run_reached() -> None:
     at_reached = [d for d in drawn if d[0] in ("vmxon", "alloc_vm")]
     # sixteen sites, two reached: uniform draws would put 1/8 there
     assert drawn and len(at_reached) > len(drawn) / 2
-
-
-def test_sites_checked_during_a_race_are_told_apart() -> None:
-    """A fault site checked while another CPU could step (module init with a VM
-    creation racing it) is a racing site; one checked in a sequential stretch is not."""
-    from vmxfuzz.engines.strategies import _reached_sites
-
-    sc = replace(load(REG / "F07-vm-survives-failed-module-init.json"), faults=(), schedule=())
-    reached, racing = _reached_sites(sc, "reference")
-    assert "vmx_setup_l1d_flush" in racing and reached["vmx_setup_l1d_flush"] == 1
-    assert "alloc_vcpu" in reached and "alloc_vcpu" not in racing  # create_vcpu comes after
-    assert racing <= set(reached)

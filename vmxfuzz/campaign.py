@@ -336,7 +336,10 @@ class Campaign:
         pair = split_pair(self.variant)
         if hit.cls != "behaviour" or pair is None:
             return None
-        conf = confirm_behaviour(sc, pair, self.confirm_runs)
+        # within the campaign's budget: one weak-memory program's search took 177 s
+        # of a 180 s campaign (4,272 runs) while the search for findings waited
+        deadline = self.deadline if self.deadline is not None else float("inf")
+        conf = confirm_behaviour(sc, pair, self.confirm_runs, deadline)
         self.confirm_checks += 1
         self.confirm_seconds += conf.seconds
         doc = conf.to_json()

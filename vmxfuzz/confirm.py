@@ -99,10 +99,14 @@ def injections(
 
 
 def confirm_behaviour(
-    scenario: Scenario, pair: tuple[str, str], bound: int = DEFAULT_MAX_RUNS
+    scenario: Scenario,
+    pair: tuple[str, str],
+    bound: int = DEFAULT_MAX_RUNS,
+    deadline: float = float("inf"),
 ) -> Confirmation:
     """Search ``pair[1]``'s schedules of ``scenario``'s program (at most ``bound``
-    runs) for ``pair[0]``'s observable behaviour; confirmed if none shows it."""
+    runs, and not past ``deadline`` on the monotonic clock: a campaign's budget) for
+    ``pair[0]``'s observable behaviour; confirmed if none shows it."""
     t0 = time.monotonic()
     first = run(scenario, pair[0], keep_trace=False)
     target = first.observable()
@@ -117,7 +121,9 @@ def confirm_behaviour(
             witness.append(sc)
             raise _Witness
 
-    ex = Explorer(program, pair[1], b, on_leaf=on_leaf, observe=True, max_runs=bound)
+    ex = Explorer(
+        program, pair[1], b, on_leaf=on_leaf, observe=True, max_runs=bound, deadline=deadline
+    )
     try:
         complete = ex.explore()
     except _Witness:

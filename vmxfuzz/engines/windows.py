@@ -126,22 +126,6 @@ def recorded_run(
     return trace, after
 
 
-def watch_racing_sites(r: Any, racing: set[str]) -> None:
-    """Collect into ``racing`` the fallible sites run ``r`` checks while another CPU
-    could step: a fault there fails one flow in the middle of another's (an error
-    path racing a userspace op), which a fault in a sequential stretch cannot."""
-    plan = r.k.faults
-    check = plan.check
-    sched = r.sched
-
-    def watched(site: str, cpu: int) -> str | None:
-        if any(sched.can_step(d) for d in range(sched.ncpus) if d != cpu):
-            racing.add(site)
-        return check(site, cpu)
-
-    plan.check = watched
-
-
 def _fn(label: str) -> str:
     return label.split(":", 1)[0]
 
