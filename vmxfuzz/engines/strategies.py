@@ -450,8 +450,8 @@ def scenarios(
         nmis.append(NmiSpec(cpu, label, nth, kind))
     base = replace(base, nmis=tuple(nmis))
     # Drawn last, so the draws above mean what they meant before preemptions existed.
-    if not draw(st.sampled_from((False, False, False, True))) or base.anchored:
-        return base  # (format v4, an anchored schedule, has no preemptions)
+    if not draw(st.sampled_from((False, False, False, True))):
+        return base
     if targets is None:
         targets = NmiTargets.of(base, variants)
     points = [p for p in targets.all if p[1] in PREEMPT_POINTS]
