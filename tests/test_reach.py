@@ -137,13 +137,13 @@ def test_weak_memory_examples_use_store_buffer_entries_and_replay(sc: Scenario) 
 
 
 def test_weak_memory_is_drawn() -> None:
-    """Within 500 generated examples one has store-buffer entries (the search stops at
-    the first, so the default run pays for the examples it needs, not 500)."""
+    """Within 1,500 generated examples one has store-buffer entries (the search stops
+    at the first, so the default run pays for the examples it needs, not 1,500)."""
     find(
         scenarios(),
         lambda sc: any(isinstance(e, str) for e in sc.schedule),
         settings=settings(
-            max_examples=500,
+            max_examples=1500,
             database=None,
             derandomize=True,
             deadline=None,

@@ -438,8 +438,10 @@ def scenarios(
     base = replace(base, faults=draw(reached_faults(swarm.fault_sites, sites)))
     # NMIs in 3 examples of 5 (were 2 of 3): a panic NMI ends the run where it lands,
     # so fewer NMIs let deep programs (an L2 entry, a migration under a reboot) run
-    # to their end; 1 in 2 cost the seed window most of its hits.
-    count = draw(st.sampled_from((1, 2, 0, 1, 0)))
+    # to their end; 1 in 2 cost the seed window most of its hits.  The first entry
+    # (Hypothesis' simplest choice, where its generation keeps returning) is none:
+    # with an NMI there, a 180 s campaign spent 7,804 of 8,008 examples on one shape.
+    count = draw(st.sampled_from((0, 1, 0, 2, 1)))
     targets = NmiTargets.of(base, variants) if count else None
     nmis: list[NmiSpec] = []
     for _ in range(count if targets is not None and targets.all else 0):
