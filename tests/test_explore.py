@@ -235,6 +235,23 @@ def test_a_budget_too_small_is_an_incomplete_verdict_and_resume_continues(
     assert code in (0, 1)
 
 
+def test_a_stop_request_ends_the_search_at_the_next_run() -> None:
+    # The SIGTERM handler's KeyboardInterrupt is lost when the signal lands in a
+    # finaliser, so the explorer also polls the command's stop flag before each run.
+    progs, bound = _bound("seed-1nmi")
+    asked: list[int] = []
+
+    def stop() -> bool:
+        asked.append(ex.stats.runs)
+        return len(asked) > 3
+
+    ex = Explorer(progs[0], "patched", bound, stop=stop)
+    with pytest.raises(KeyboardInterrupt):
+        ex.explore()
+    assert not ex.complete
+    assert 1 <= ex.stats.runs <= 5, ex.stats.runs  # the seed bound takes 663 runs
+
+
 def test_sigterm_leaves_a_partial_report(tmp_path: Path) -> None:
     out = tmp_path / "t"
     # Bounded by runs, not time (far more runs than the first programs take), so the

@@ -149,6 +149,12 @@ class Explorer:
     # A budget counted in runs (None: none): explore() stops after this many; unlike
     # the deadline, the same on any machine, so tests and measurements use it.
     max_runs: int | None = None
+    # Polled before every run: True stops the search with KeyboardInterrupt, as if the
+    # signal had raised it here.  A signal handler's own exception is lost when the
+    # signal lands in a finaliser (a model generator closed by the garbage collector
+    # prints "Exception ignored" and swallows it), so the command's SIGTERM handler
+    # also sets a flag this reads.
+    stop: Callable[[], bool] | None = None
     stats: Stats = field(default_factory=Stats)
     started: float = field(default_factory=time.monotonic)
     visited: dict[bytes, frozenset[Decision]] = field(default_factory=dict)
@@ -223,6 +229,8 @@ class Explorer:
         while stack:
             if time.monotonic() > self.deadline:
                 return False
+            if self.stop is not None and self.stop():
+                raise KeyboardInterrupt
             if self.max_runs is not None and self.stats.runs >= self.max_runs:
                 return False
             node = stack[-1]

@@ -14,7 +14,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,6 +254,7 @@ def explore_cmd(
             max_runs,
             scope,
             workers,
+            stop=lambda: stop["flag"],
         )
     except KeyboardInterrupt:
         if stop["flag"]:  # only before the search started: nothing to report yet
@@ -275,6 +276,7 @@ def _explore(
     max_runs: int | None = None,
     scope: Scope | None = None,
     workers: int = 1,
+    stop: Callable[[], bool] | None = None,
 ) -> int:
     pair = split_pair(variant)
     names = list(pair) if pair is not None else [variant]
@@ -315,6 +317,8 @@ def _explore(
     try:
         if workers > 1:  # (--max-runs is counted in program order: serial only)
             for res in explore_parallel(jobs(), workers):
+                if stop is not None and stop():
+                    raise KeyboardInterrupt
                 for f in res.findings:  # in program order: the serial run's order
                     record(f)
                 rep.stats = rep.stats.merged(res.stats)
@@ -333,6 +337,7 @@ def _explore(
                 deadline=deadline,
                 on_finding=record,
                 sleep_sets=sleep_sets,
+                stop=stop,
                 max_runs=(
                     None if max_runs is None else max(0, max_runs - (rep.stats.runs - runs_before))
                 ),
