@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 from vmxfuzz.campaign import Campaign
-from vmxfuzz.confirm import confirm_behaviour
+from vmxfuzz.confirm import SAMPLES, confirm_behaviour
 from vmxfuzz.executor import run
 from vmxfuzz.explore import setup_ops
 from vmxfuzz.kernel.state import Config
-from vmxfuzz.scenario import Op, Scenario
+from vmxfuzz.scenario import Op, Scenario, load
 from vmxfuzz.sched import NmiSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,3 +82,16 @@ def test_the_campaign_counts_artefacts_and_reports_real_changes(tmp_path: Path) 
     assert f["class"] == "behaviour" and f["confirmation"]["confirmed"]
     assert "confirmed: every schedule" in f["explanation"]
     assert f["confirmation"]["bound"]["complete"]
+
+
+def test_random_schedules_find_a_witness_depth_first_search_misses() -> None:
+    # A campaign's divergence whose witness needs the panic moved across an op on
+    # another CPU: an early decision, which 5,000 depth-first runs never changed.
+    sc = load(ROOT / "tests" / "confirm" / "panic-races-l1-vmxon.json")
+    first = run(sc, "reference", keep_trace=False)
+    assert first.observable() != run(sc, "patched", keep_trace=False).observable()
+    conf = confirm_behaviour(sc, ("reference", "patched"))
+    assert not conf.confirmed and conf.witness is not None
+    assert conf.runs <= SAMPLES  # found by the random schedules, before the search
+    w = run(conf.witness, "patched", keep_trace=False)
+    assert w.observable() == first.observable()
