@@ -37,8 +37,9 @@ it (an exhausted input reads zeros, so a short input is a plain program, not an
 empty one):
 
 1. machine: ``cpus`` (weighted 2 > 1 > 3, 4), ``nested``, ``quirks`` (1 in 8: then a
-   flags byte -- bit 1 kexec not loaded, bit 2 no shadow VMCS, bit 3 no EPT -- a
-   firmware-disabled CPU mask and an offline CPU mask), ``weak memory`` (1 in 8, with
+   flags byte -- bit 1 kexec not loaded, bit 2 no shadow VMCS, bit 3 no EPT, bit 4 a
+   ``panic_timeout`` byte (signed) follows the masks -- a firmware-disabled CPU mask
+   and an offline CPU mask), ``weak memory`` (1 in 8, with
    two or more CPUs), ``schedule mode`` (runs or PCT: then a depth byte, a
    priority-order byte and ``depth - 1`` change-point bytes, :mod:`vmxfuzz.engines.pct`);
 2. ops: a prefix (module load and a VM mostly), a body count (0..12, 4 for a zero
@@ -48,7 +49,7 @@ empty one):
    ``b >= 192``), a name byte per VM/vCPU the kind takes (fresh when ``b % 8`` is in
    the kind's fresh range, else the ``(b // 8)``-th name used so far, created ones
    first), a target byte for hotplug; then a terminal byte (panic, none, kexec,
-   reboot) and its placement;
+   reboot, emergency restart) and its placement;
 3. faults: a count, per fault a mode byte (3 in 4: at a site the fault-free run of
    the program checked, the ``b``-th of those by name, at an occurrence it reached;
    else any site), a site byte, an nth byte (1..4), a kind byte and a CPU byte
@@ -66,6 +67,13 @@ Version 2 inputs (one uniform byte per choice) and version 3 (faults at any site
 a PCT schedule chosen with the faults in place) decode differently; the seed corpus
 was re-encoded (``vmxfuzz encode``) at each change and still decodes to the same
 scenarios.  A PCT schedule is chosen on the fault-free program, as the strategies do.
+
+Format v5 (issue 14: the ``emergency_restart`` op, ``config.panic_timeout``) extends
+layout 3 without moving a byte an encoder writes: ``emergency_restart`` is the last
+option of the terminal table and of the op-kind table (weight 1, as any op kind the
+categories do not name), and flags bit 4 adds
+the ``panic_timeout`` byte.  Every option kept the first byte of its slice, so every
+encoded input decodes as before; only bytes past the old table sums changed meaning.
 """
 
 from __future__ import annotations
@@ -130,7 +138,7 @@ PREFIX = Weighted((3, 1, 0), (6, 1, 1))
 BODY = Weighted(
     (4, 0, 1, 2, 3, *range(5, MAX_OPS + 1)), (3, 1, 3, 3, 3, 3, 3, 3, 3, *[1] * (MAX_OPS - 8))
 )
-TERMINAL = Weighted(("panic", None, "kexec", "reboot"), (3, 2, 2, 1))
+TERMINAL = Weighted(("panic", None, "kexec", "reboot", "emergency_restart"), (3, 2, 2, 1, 1))
 FAULTS = Weighted((0, 1, 2), (5, 2, 1))
 # A fault mostly at a site the fault-free run checked, at an occurrence it reached
 # (the strategies' ``reached_faults``): with sixteen sites, a fault at a site the
@@ -329,8 +337,10 @@ def decode(data: bytes) -> Scenario:
     config = Config(cpus=cpus, nested=nested)
     if r.pick(RARELY):
         flags, bios, offline = r.byte(), r.byte(), r.byte()
+        t = r.byte() if flags & 16 else 0
         config = replace(
             config,
+            panic_timeout=t - 256 if t > 127 else t,
             kexec_loaded=not flags & 2,
             shadow_vmcs=not flags & 4,
             ept=not flags & 8,
@@ -551,12 +561,24 @@ def encode(sc: Scenario, variant: str = "reference") -> bytes:
     if c.weak_memory and c.cpus < 2:
         raise Unencodable("weak memory on one CPU is outside the byte layout")
     out = [CPUS.byte(c.cpus), COIN.byte(c.nested)]
-    quirks = not c.kexec_loaded or not c.shadow_vmcs or not c.ept or c.bios_disabled or c.offline
+    if not -128 <= c.panic_timeout <= 127:
+        raise Unencodable("panic_timeout outside a signed byte")
+    quirks = (
+        not c.kexec_loaded
+        or not c.shadow_vmcs
+        or not c.ept
+        or c.bios_disabled
+        or c.offline
+        or c.panic_timeout
+    )
     out.append(RARELY.byte(bool(quirks)))
     if quirks:
-        out.append((0 if c.kexec_loaded else 2) | (0 if c.shadow_vmcs else 4) | (0 if c.ept else 8))
+        flags = (0 if c.kexec_loaded else 2) | (0 if c.shadow_vmcs else 4) | (0 if c.ept else 8)
+        out.append(flags | (16 if c.panic_timeout else 0))
         out.append(sum(1 << x for x in c.bios_disabled))
         out.append(sum(1 << x for x in c.offline))
+        if c.panic_timeout:
+            out.append(c.panic_timeout & 0xFF)
     out += [RARELY.byte(c.weak_memory), SCHEDULE_MODE.byte("runs")]
 
     names = _Names()

@@ -23,8 +23,7 @@ def kvm_init(k: Any, opaque: Any) -> Flow:
         return ENOMEM
     yield "kvm_init:alloc_cpumask"
     if k.fail("alloc_cpus_hardware_enabled"):
-        yield from k.f.kvm_arch_exit(k)
-        return ENOMEM
+        return (yield from k.f.kvm_init_unwind(k, ENOMEM, "out_free_0"))
     k.cpus_hardware_enabled = set()
     r = yield from k.f.kvm_arch_hardware_setup(k, opaque)
     if r < 0:

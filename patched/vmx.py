@@ -131,12 +131,17 @@ def kvm_cpu_vmxon(k: Any, vmxon_pointer: Any) -> Flow:
 
 
 def hardware_enable(k: Any) -> Flow:
+    """``vmx.c: hardware_enable`` with the seed (3/3 returns VMXON's fault): the list
+    inits, ``blocked_vcpu_on_cpu`` and its lock included, stay here until dbef2808af6c
+    (in a5221985/linux-5.7.14 they are in ``vmx_init``, for every possible CPU)."""
     cpu = k.cpu
     phys_addr = k.vmxarea[cpu]
     yield "hardware_enable:cr4_read_shadow"
     if k.cpu_state().cr4_shadow_vmxe:
         return EBUSY
     yield from k.f.INIT_LIST_HEAD(k, k.loaded_vmcss_on_cpu[cpu])
+    yield from k.f.INIT_LIST_HEAD(k, k.blocked_vcpu_on_cpu[cpu])
+    yield from k.f.spin_lock_init(k, f"blocked_vcpu_on_cpu_lock[{cpu}]")
     r = yield from k.f.kvm_cpu_vmxon(k, phys_addr)
     if r:
         return r

@@ -137,12 +137,17 @@ def kvm_cpu_vmxon(k: Any, addr: Any) -> Flow:
 
 
 def hardware_enable(k: Any) -> Flow:
+    """``vmx.c: hardware_enable`` (shmily1012/linux-5.6.4): the per-CPU VMCS list, the
+    posted-interrupt wakeup list ``blocked_vcpu_on_cpu`` and its lock are initialised
+    here, on every enable, before the crash bit is set and VMXON runs."""
     cpu = k.cpu
     phys_addr = k.vmxarea[cpu]
     yield "hardware_enable:cr4_read_shadow"
     if k.cpu_state().cr4_shadow_vmxe:
         return EBUSY
     yield from k.f.INIT_LIST_HEAD(k, k.loaded_vmcss_on_cpu[cpu])
+    yield from k.f.INIT_LIST_HEAD(k, k.blocked_vcpu_on_cpu[cpu])
+    yield from k.f.spin_lock_init(k, f"blocked_vcpu_on_cpu_lock[{cpu}]")
     yield from k.f.crash_enable_local_vmclear(k, cpu)
     yield from k.f.kvm_cpu_vmxon(k, phys_addr)
     if k.config.ept:

@@ -50,6 +50,7 @@ SPEC_IDS = {
     "hook-before-setup",
     "initdata-after-init",
     "hang",
+    "restart-vmx-on",  # beyond spec section 8: the emergency restart (issue 14, item 3)
 }
 
 # ---- scenarios ----
@@ -76,6 +77,22 @@ HOTPLUG_NO_VMX = scenario(
     bios_disabled=(1,),
     offline=(1,),
     kexec_loaded=False,
+)
+# A CPU with VMX disabled by firmware comes online (patched: VMXON's #GP is handled and
+# CR4.VMXE cleared again) and SysRq-B runs there: emergency_vmx_disable_all() looks at
+# that CPU's CR4.VMXE only, so CPU 0 restarts in VMX operation.
+RESTART_FROM_CPU_WITHOUT_VMX = scenario(
+    LOAD,
+    create_vm(),
+    Op("cpu_online", 0, target=1),
+    Op("emergency_restart", 1),
+    bios_disabled=(1,),
+    offline=(1,),
+    kexec_loaded=False,
+)
+# SysRq-B on a CPU in VMX operation: VMXOFF here, the VMXOFF NMI for the others.
+RESTART_FROM_VMX_CPU = scenario(
+    LOAD, create_vm(), create_vcpu("v0"), run_vcpu("v0", 1), Op("emergency_restart", 0)
 )
 # L1 enables VMCS shadowing and runs; a panic then finds the cached shadow VMCS.
 NESTED_SHADOW_PANIC = scenario(
@@ -380,6 +397,12 @@ TRIGGER: dict[str, list[tuple[str, Case]]] = {
     "hang": [
         ("second VM after VMXON #GP, reference", lambda: run(VMXON_GP_TWICE, "reference")),
     ],
+    "restart-vmx-on": [
+        (
+            "SysRq-B on a CPU without VMX, patched",
+            lambda: run(RESTART_FROM_CPU_WITHOUT_VMX, "patched"),
+        ),
+    ],
 }
 
 QUIET: dict[str, list[tuple[str, Case]]] = {
@@ -438,6 +461,16 @@ QUIET: dict[str, list[tuple[str, Case]]] = {
     "hang": [
         ("second VM after VMXON #GP, patched", lambda: run(VMXON_GP_TWICE, "patched")),
     ],
+    "restart-vmx-on": [
+        (
+            "SysRq-B on a CPU in VMX operation, reference",
+            lambda: run(RESTART_FROM_VMX_CPU, "reference"),
+        ),
+        (
+            "SysRq-B on a CPU in VMX operation, patched",
+            lambda: run(RESTART_FROM_VMX_CPU, "patched"),
+        ),
+    ],
 }
 
 
@@ -471,7 +504,7 @@ def test_triggered(inv: str, case: Case) -> None:
 def test_quiet(inv: str, case: Case) -> None:
     r = case()
     assert r.violations == [], "the quiet cases are entirely clean"
-    assert r.ended in ("idle", "kexec (crash)", "kexec (kexec -e)")
+    assert r.ended in ("idle", "kexec (crash)", "kexec (kexec -e)", "restart (emergency)")
 
 
 # ---- each invariant in detail ----

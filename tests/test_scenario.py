@@ -19,7 +19,17 @@ from vmxfuzz.kernel.state import Config
 from vmxfuzz.labels import known_labels
 from vmxfuzz.machine.faults import SITES, FaultSpec
 from vmxfuzz.oracle import INVARIANTS
-from vmxfuzz.scenario import FORMAT, NESTED_OPS, OPS, Op, Scenario, from_json, load, schema
+from vmxfuzz.scenario import (
+    FORMAT,
+    NESTED_OPS,
+    OPS,
+    RESTART_OPS,
+    Op,
+    Scenario,
+    from_json,
+    load,
+    schema,
+)
 from vmxfuzz.sched import NmiSpec
 
 LABELS = sorted(known_labels())
@@ -119,7 +129,8 @@ def test_serialised_form_is_versioned_and_valid(sc: Scenario) -> None:
     doc = sc.to_json()
     assert doc["format"] == FORMAT
     nested = any(o.op in NESTED_OPS for o in sc.ops)
-    assert doc["version"] == sc.version == (2 if nested else 1)
+    restart = any(o.op in RESTART_OPS for o in sc.ops)
+    assert doc["version"] == sc.version == (5 if restart else 2 if nested else 1)
     jsonschema.Draft202012Validator(schema(doc["version"])).validate(doc)
     assert list(doc)[:2] == ["format", "version"]
     assert ("name" in doc) == bool(sc.name) and ("expect" in doc) == (sc.expect is not None)

@@ -545,6 +545,25 @@ def _initdata(k: Any, hist: History, v: Any) -> Cause:
     )
 
 
+# ---- restart-vmx-on ----------------------------------------------------------------------------
+def _restart(k: Any, hist: History, v: Any) -> Cause:
+    """Why a CPU is in VMX operation at the reset: ``emergency_vmx_disable_all`` looks
+    only at the restarting CPU's CR4.VMXE (when that is clear it tells nobody), and its
+    shootdown is a bounded wait (a CPU that cannot take the NMI is left as it is)."""
+    cpu = _cpu_of(v)
+    if k.shootdown_callback != "vmxoff_nmi":
+        return Cause(
+            "restart-vmx-on/emergency-vmxoff-skipped",
+            f"emergency_vmx_disable_all() found CR4.VMXE clear on the restarting CPU "
+            f"{k.cpu}, so it sent no VMXOFF NMI and CPU {cpu} stayed in VMX operation",
+        )
+    return Cause(
+        "restart-vmx-on/vmxoff-nmi-not-taken",
+        f"CPU {cpu} never ran vmxoff_nmi: the shootdown NMI could not reach it (NMIs "
+        f"blocked, or the CPU was not online) and nmi_shootdown_cpus() stopped waiting",
+    )
+
+
 RULES: dict[str, Callable[[Any, History, Any], Cause]] = {
     "kexec-active-vmcs": _kexec,
     "oops": _oops,
@@ -556,6 +575,7 @@ RULES: dict[str, Callable[[Any, History, Any], Cause]] = {
     "vmcs-active-on-two-cpus": _two_cpus,
     "hook-before-setup": _hook_before_setup,
     "initdata-after-init": _initdata,
+    "restart-vmx-on": _restart,
 }
 
 
@@ -634,4 +654,6 @@ _CAUSE_IDS = {
     "hook-before-setup/runtime-hook-before-hardware-setup",
     "initdata-after-init/init-code-used-after-init",
     "initdata-after-init/init-data-used-after-init",
+    "restart-vmx-on/emergency-vmxoff-skipped",
+    "restart-vmx-on/vmxoff-nmi-not-taken",
 }

@@ -90,7 +90,15 @@ def render(value: Any) -> str:
 def op_flow(k: Kernel, op: Op) -> Any:
     f = k.f
     name = op.op
-    if name in ("module_load", "module_unload", "suspend", "reboot", "kexec", "panic"):
+    if name in (
+        "module_load",
+        "module_unload",
+        "suspend",
+        "reboot",
+        "kexec",
+        "panic",
+        "emergency_restart",
+    ):
         return getattr(f, f"op_{name}")(k)
     if name in ("create_vm", "destroy_vm"):
         return getattr(f, f"op_{name}")(k, op.vm)

@@ -19,6 +19,7 @@ from .machine.memory import is_freed, obj_name, peek
 
 INVARIANTS: dict[str, str] = {
     "kexec-active-vmcs": "a VMCS (ordinary or shadow) is active in a CPU's cache at kexec",
+    "restart-vmx-on": "a CPU is still in VMX operation at a firmware restart (it ignores INIT)",
     "oops": "a fault with no fixup, a NULL or poisoned dereference, a BUG",
     "vmcs-active-on-two-cpus": "VMPTRLD of a VMCS still active on another CPU",
     "list-corrupt": "a per-CPU loaded_vmcs list is malformed or disagrees with the cache",
@@ -339,6 +340,35 @@ class Oracle:
                         ),
                     )
                 )
+
+    def restart(self, k: Any, how: str) -> None:
+        """The machine resets through the firmware (``native_machine_emergency_restart``).
+
+        What the firmware and the next kernel find: a CPU still in VMX operation blocks
+        INIT (SDM Vol. 3C 23.8, "Restrictions on VMX Operation"; the reason
+        ``emergency_vmx_disable_all`` exists, per its comment in
+        ``arch/x86/kernel/reboot.c``), so a reset that reaches the CPUs as INIT leaves
+        that CPU running the old kernel's code: the restart can hang.  A VMCS still
+        active in a cache is not judged here: the reset discards the processor's
+        cached VMCS data and the next boot does not use the old VMCS regions (unlike
+        kexec, where the new kernel reuses that memory)."""
+        self.kexec_checked = True  # the end-of-machine check ran (its result counts)
+        for cpu in k.hw.cpus:
+            if not cpu.vmx_root:
+                continue
+            where = k.sched.interrupted.get(cpu.id) or ("restart" if cpu.id == k.cpu else "idle")
+            self.report(
+                Violation(
+                    "restart-vmx-on",
+                    f"CPU {cpu.id} is still in VMX operation when the machine restarts "
+                    f"({how}; CPU {cpu.id} was at {where}): INIT is blocked there",
+                    cpu=cpu.id,
+                    context="crash",
+                    function="native_machine_emergency_restart",
+                    label=f"native_machine_emergency_restart:vmx-on@{where}",
+                    objects=(f"CPU {cpu.id}",),
+                )
+            )
 
     def kexec(self, k: Any, how: str) -> None:
         """The new kernel starts: every CPU's VMCS cache must be empty."""

@@ -24,8 +24,8 @@ from .machine.weakmem import action_cpu
 from .sched import NmiSpec, PreemptSpec, RunEntry
 
 FORMAT = "vmxfuzz-scenario"
-VERSION = 4  # the newest format this reader knows; files are written at the lowest that fits
-VERSIONS = (1, 2, 3, 4)
+VERSION = 5  # the newest format this reader knows; files are written at the lowest that fits
+VERSIONS = (1, 2, 3, 4, 5)
 
 # Input limits (docs/scenarios.md, "Limits").  Far above anything an engine writes
 # (reproducers have tens of ops and schedule entries), low enough that a hostile or
@@ -68,6 +68,9 @@ NESTED_OPS: dict[str, tuple[str, ...]] = {
     )
 }
 OPS.update(NESTED_OPS)
+# Added in format version 5: SysRq-B's emergency_restart() (issue 14, item 3).
+RESTART_OPS: dict[str, tuple[str, ...]] = {"emergency_restart": ()}
+OPS.update(RESTART_OPS)
 
 
 class ScenarioError(ValueError):
@@ -129,6 +132,8 @@ class Scenario:
             cfg[key] = list(cfg[key])
         if not cfg["weak_memory"]:
             del cfg["weak_memory"]  # format v3 only
+        if not cfg["panic_timeout"]:
+            del cfg["panic_timeout"]  # format v5 only
         d: dict[str, Any] = {"format": FORMAT, "version": self.version}
         if self.name:
             d["name"] = self.name
@@ -148,6 +153,8 @@ class Scenario:
     @property
     def version(self) -> int:
         """The lowest format version that can express this scenario."""
+        if self.config.panic_timeout or any(o.op in RESTART_OPS for o in self.ops):
+            return 5
         if self.anchored:
             return 4
         if (
@@ -292,6 +299,7 @@ def from_json(data: Any, where: str = "<scenario>") -> Scenario:
         shadow_vmcs=cfg_in.get("shadow_vmcs", True),
         nested=cfg_in.get("nested", False),
         weak_memory=cfg_in.get("weak_memory", False),
+        panic_timeout=cfg_in.get("panic_timeout", 0),
     )
     n = config.cpus
 

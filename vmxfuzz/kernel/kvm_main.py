@@ -117,17 +117,21 @@ def kvm_reboot(k: Any) -> Flow:
 
 
 def kvm_exit(k: Any) -> Flow:
+    """``kvm_main.c: kvm_exit`` (shmily1012/linux-5.6.4, a5221985/linux-5.7.14: the
+    same): the syscore ops are unregistered *before* the reboot notifier, and
+    ``kvm_irqfd_exit`` runs between ``kvm_arch_exit`` and freeing the mask."""
     yield "kvm_exit:misc_deregister"
     k.dev_kvm_registered = False
-    yield "kvm_exit:unregister_reboot_notifier"
-    k.reboot_notifier_registered = False
     yield "kvm_exit:unregister_syscore_ops"
     k.syscore_registered = False
+    yield "kvm_exit:unregister_reboot_notifier"
+    k.reboot_notifier_registered = False
     yield "kvm_exit:cpuhp_remove_state"
     k.hotplug_registered = False
     yield from k.f.on_each_cpu(k, "hardware_disable_nolock", lambda: k.f.hardware_disable_nolock(k))
     yield from k.f.kvm_arch_hardware_unsetup(k)
     yield from k.f.kvm_arch_exit(k)
+    yield "kvm_exit:kvm_irqfd_exit"
     yield "kvm_exit:free_cpumask"
     k.cpus_hardware_enabled = None
 
@@ -239,7 +243,10 @@ def kvm_init_unwind(k: Any, r: int, label: str) -> Flow:
     """``kvm_init``'s error labels, in reverse order of the setup steps, with the
     5.6.4 names: ``out_free_3`` (after the reboot notifier), ``out_free_2`` (after the
     arch hardware setup: a compat check failed), ``out_free_1`` (the hardware setup
-    failed).  The two earliest failures (irqfd, cpumask) return inline in ``kvm_init``."""
+    failed), ``out_free_0`` (the cpumask allocation failed: ``kvm_irqfd_exit`` then
+    ``kvm_arch_exit``).  Only the irqfd failure (``out_irqfd``) returns inline in
+    ``kvm_init``.  Checked against shmily1012/linux-5.6.4 ``virt/kvm/kvm_main.c:
+    kvm_init``."""
     if label == "out_free_3":
         yield "kvm_init:unregister_reboot_notifier"
         k.reboot_notifier_registered = False
@@ -247,8 +254,9 @@ def kvm_init_unwind(k: Any, r: int, label: str) -> Flow:
         k.hotplug_registered = False
     if label in ("out_free_3", "out_free_2"):
         yield from k.f.kvm_arch_hardware_unsetup(k)
-    yield "kvm_init:free_cpumask"
-    k.cpus_hardware_enabled = None
+    if label != "out_free_0":
+        yield "kvm_init:free_cpumask"
+        k.cpus_hardware_enabled = None
     yield "kvm_init:kvm_irqfd_exit"
     yield from k.f.kvm_arch_exit(k)
     return r

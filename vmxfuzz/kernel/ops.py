@@ -236,8 +236,8 @@ def cpu_maps_update_done(k: Any) -> Flow:
 def op_cpu_online(k: Any, cpu: int) -> Flow:
     yield from k.f.cpu_maps_update_begin(k)
     yield "cpu_up:start"
-    r = EBUSY
-    if not k.hw.cpus[cpu].online:
+    r = EBUSY  # also while cpu_hotplug_disabled (kernel/cpu.c: do_cpu_up)
+    if not k.hw.cpus[cpu].online and not k.cpu_hotplug_disabled:
         r = yield from k.f.run_on(k, cpu, "cpu_bringup", lambda: k.f.cpu_bringup(k))
     yield from k.f.cpu_maps_update_done(k)
     return r
@@ -246,7 +246,9 @@ def op_cpu_online(k: Any, cpu: int) -> Flow:
 def op_cpu_offline(k: Any, cpu: int) -> Flow:
     yield from k.f.cpu_maps_update_begin(k)
     yield "cpu_down:start"
-    if not k.hw.cpus[cpu].online:
+    if k.cpu_hotplug_disabled:  # kernel/cpu.c: cpu_down_maps_locked
+        r = EBUSY
+    elif not k.hw.cpus[cpu].online:
         r = ENODEV
     elif len(k.online_cpus()) == 1:
         r = EBUSY
@@ -298,10 +300,18 @@ def op_panic(k: Any) -> Flow:
 
 
 def op_reboot(k: Any) -> Flow:
-    yield from k.f.kernel_kexec(k, "reboot")
-    return 0
+    """``reboot(2)`` RESTART -> ``kernel_restart``."""
+    return (yield from k.f.kernel_restart(k))
 
 
 def op_kexec(k: Any) -> Flow:
-    yield from k.f.kernel_kexec(k, "kexec -e")
+    """``reboot(2)`` KEXEC -> ``kernel_kexec`` (-EBUSY while ``kexec_mutex`` is held)."""
+    return (yield from k.f.kernel_kexec(k))
+
+
+def op_emergency_restart(k: Any) -> Flow:
+    """SysRq-B (``drivers/tty/sysrq.c: sysrq_handle_reboot``, 5.6.4 = 5.7.14): IRQs
+    on, then ``emergency_restart()`` at once: no notifiers, no stop of the others."""
+    yield from k.f.local_irq_enable(k)
+    yield from k.f.emergency_restart(k)
     return 0

@@ -63,6 +63,12 @@ def raw_spin_lock(k: Any, lock: str) -> Flow:
     k.smp_mb()  # acquire (modelled as a full barrier)
 
 
+def spin_lock_init(k: Any, lock: str) -> Flow:
+    """``spin_lock_init``: one store (the lock word becomes unlocked)."""
+    yield "spin_lock_init:init"
+    k.locks[lock] = None
+
+
 def raw_spin_unlock(k: Any, lock: str) -> Flow:
     yield "raw_spin_unlock:release"
     k.smp_mb()  # release (modelled as a full barrier)

@@ -57,6 +57,7 @@ class Config:
     vmx_caps_mismatch: tuple[int, ...] = ()
     no_vmx: tuple[int, ...] = ()  # CPUs whose CPUID lacks VMX
     weak_memory: bool = False  # store buffers (vmxfuzz.machine.weakmem); format v3
+    panic_timeout: int = 0  # kernel.panic: != 0 restarts after a panic; format v5
 
 
 class Kernel:
@@ -86,6 +87,9 @@ class Kernel:
         self.sched: Any = None
         # per-CPU data: zeroed until initialised
         self.loaded_vmcss_on_cpu = [ListHead(f"loaded_vmcss_on_cpu[{c}]") for c in range(n)]
+        # The posted-interrupt wakeup list and its lock (vmx.c): initialised beside the
+        # VMCS list; ``blocked_vcpu_on_cpu_lock[C]`` joins ``locks`` at spin_lock_init.
+        self.blocked_vcpu_on_cpu = [ListHead(f"blocked_vcpu_on_cpu[{c}]") for c in range(n)]
         self.current_vmcs: list[Vmcs | None] = [None] * n
         self.vmxarea: list[KObject | None] = [None] * n
         self.crash_vmclear_enabled_bitmap: set[int] = set()
@@ -117,6 +121,9 @@ class Kernel:
         self.crash_ipi_issued = False
         self.waiting_for_crash_ipi = 0
         self.stopping_cpu: int | None = None
+        self.shootdown_callback = "kdump_nmi_callback"  # nmi_shootdown_cpus(callback)
+        self.kexec_mutex: int | None = None  # the CPU whose task holds it
+        self.cpu_hotplug_disabled = 0
         # objects
         self.vms: dict[str, Kvm] = {}  # open VM file descriptors, by scenario name
         self.vm_names: set[str] = set()

@@ -94,8 +94,7 @@ def kvm_init(k: Any, opaque: Any) -> Flow:
         return ENOMEM
     yield "kvm_init:alloc_cpumask"
     if k.fail("alloc_cpus_hardware_enabled"):
-        yield from k.f.kvm_arch_exit(k)
-        return ENOMEM
+        return (yield from k.f.kvm_init_unwind(k, ENOMEM, "out_free_0"))
     k.cpus_hardware_enabled = set()
     for cpu in k.online_cpus():
         rtn = [0]
@@ -115,8 +114,9 @@ def kvm_init_unwind(k: Any, r: int, label: str) -> Flow:
         k.reboot_notifier_registered = False
         yield "kvm_init:cpuhp_remove_state_nocalls"
         k.hotplug_registered = False
-    yield "kvm_init:free_cpumask"
-    k.cpus_hardware_enabled = None
+    if label != "out_free_0":
+        yield "kvm_init:free_cpumask"
+        k.cpus_hardware_enabled = None
     yield "kvm_init:kvm_irqfd_exit"
     yield from k.f.kvm_arch_exit(k)
     return r
@@ -126,14 +126,15 @@ def kvm_exit(k: Any) -> Flow:
     """``kvm_exit`` without ``kvm_arch_hardware_unsetup`` (63a1bd8ad1ac)."""
     yield "kvm_exit:misc_deregister"
     k.dev_kvm_registered = False
-    yield "kvm_exit:unregister_reboot_notifier"
-    k.reboot_notifier_registered = False
     yield "kvm_exit:unregister_syscore_ops"
     k.syscore_registered = False
+    yield "kvm_exit:unregister_reboot_notifier"
+    k.reboot_notifier_registered = False
     yield "kvm_exit:cpuhp_remove_state"
     k.hotplug_registered = False
     yield from k.f.on_each_cpu(k, "hardware_disable_nolock", lambda: k.f.hardware_disable_nolock(k))
     yield from k.f.kvm_arch_exit(k)
+    yield "kvm_exit:kvm_irqfd_exit"
     yield "kvm_exit:free_cpumask"
     k.cpus_hardware_enabled = None
 
@@ -155,6 +156,8 @@ def vmx_init(k: Any) -> Flow:
         return r
     for cpu in range(len(k.hw.cpus)):  # for_each_possible_cpu
         yield from k.f.INIT_LIST_HEAD(k, k.loaded_vmcss_on_cpu[cpu])
+        yield from k.f.INIT_LIST_HEAD(k, k.blocked_vcpu_on_cpu[cpu])
+        yield from k.f.spin_lock_init(k, f"blocked_vcpu_on_cpu_lock[{cpu}]")
     yield "vmx_init:rcu_assign_pointer"
     k.crash_vmclear_loaded_vmcss = "crash_vmclear_local_loaded_vmcss"
     return 0

@@ -6,7 +6,7 @@ the seed's patch 1/3).  With the crash bitmap gone, ``crash_vmclear_local_loaded
 walks ``loaded_vmcss_on_cpu`` of a CPU where no VM ever ran, a list
 ``hardware_enable`` never initialised: a NULL dereference in the crash path.  The fix
 moves ``INIT_LIST_HEAD(&per_cpu(loaded_vmcss_on_cpu, cpu))`` (and the posted-interrupt
-``blocked_vcpu_on_cpu`` list and lock, which the models do not have) out of
+``blocked_vcpu_on_cpu`` list and its lock, initialised beside it) out of
 ``hardware_enable`` into ``vmx_init``, for every possible CPU, right before the crash
 callback is published.
 
@@ -58,6 +58,8 @@ def vmx_init(k: Any) -> Flow:
         return r
     for cpu in range(len(k.hw.cpus)):  # for_each_possible_cpu
         yield from k.f.INIT_LIST_HEAD(k, k.loaded_vmcss_on_cpu[cpu])
+        yield from k.f.INIT_LIST_HEAD(k, k.blocked_vcpu_on_cpu[cpu])
+        yield from k.f.spin_lock_init(k, f"blocked_vcpu_on_cpu_lock[{cpu}]")
     yield "vmx_init:rcu_assign_pointer"
     k.crash_vmclear_loaded_vmcss = "crash_vmclear_local_loaded_vmcss"
     return 0

@@ -50,6 +50,8 @@ def vmx_init(k: Any) -> Flow:
         return r
     for cpu in range(len(k.hw.cpus)):  # for_each_possible_cpu
         yield from k.f.INIT_LIST_HEAD(k, k.loaded_vmcss_on_cpu[cpu])
+        yield from k.f.INIT_LIST_HEAD(k, k.blocked_vcpu_on_cpu[cpu])
+        yield from k.f.spin_lock_init(k, f"blocked_vcpu_on_cpu_lock[{cpu}]")
     yield "vmx_init:rcu_assign_pointer"
     k.crash_vmclear_loaded_vmcss = "crash_vmclear_local_loaded_vmcss"
     # Common KVM initialisation comes last: after it, /dev/kvm is exposed to userspace.
