@@ -19,7 +19,7 @@ from helpers import EXAMPLES, ROOT, assert_causes, example_files
 from vmxfuzz.causes import is_cause_id
 from vmxfuzz.differential import CLASSES, run_both
 from vmxfuzz.oracle import INVARIANTS
-from vmxfuzz.scenario import FORMAT, NESTED_OPS, load
+from vmxfuzz.scenario import FORMAT, NESTED_OPS, RESTART_OPS, load
 
 FILES = example_files()
 IDS = [p.stem for p in FILES]
@@ -72,7 +72,7 @@ def test_clean_examples_reach_their_end(path: Path) -> None:
     d = run_both(load(path), keep_trace=False)
     for r in (d.reference, d.patched):
         assert "not run" not in r.op_results
-        assert r.ended in ("idle", "kexec (crash)", "kexec (kexec -e)")
+        assert r.ended in ("idle", "kexec (crash)", "kexec (kexec -e)", "restart (emergency)")
 
 
 @pytest.mark.parametrize("path", FILES, ids=IDS)
@@ -91,6 +91,10 @@ def test_written_at_the_lowest_version_that_fits(path: Path) -> None:
     nested = any(o["op"] in NESTED_OPS for o in data["ops"])
     if data.get("preempts"):  # preemptions are format v3
         assert data["version"] == 3
+        return
+    restart = any(o["op"] in RESTART_OPS for o in data["ops"])
+    if restart or data["config"].get("panic_timeout"):  # format v5
+        assert data["version"] == 5
         return
     assert data["version"] == (2 if nested else 1)
     v1 = jsonschema.Draft202012Validator(_schema(1))

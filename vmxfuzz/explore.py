@@ -282,6 +282,7 @@ def alphabet(cpus: int, vcpus: int) -> list[Op]:
         Op("suspend", 0),
         Op("reboot", 0),
         Op("kexec", 0),
+        Op("emergency_restart", 0),
     ]
     return ops
 

@@ -77,7 +77,7 @@ BASIC = (
     "create_vm",
 )
 RARE = ("cpu_offline", "cpu_online", "suspend", "module_unload", "module_load")
-TERMINAL = ("panic", "panic", "kexec", "reboot")
+TERMINAL = ("panic", "panic", "kexec", "reboot", "emergency_restart")
 
 # L1's VMX protocol per vCPU: state -> the instructions a well-behaved L1 issues next,
 # and (state, instruction) -> the state after it.  Anything else keeps the state (the
@@ -132,6 +132,7 @@ def configs(draw: Any, max_cpus: int = 4, nested: bool | None = None) -> Config:
         vmx_caps_mismatch=rare(_subset(aps), ()),
         no_vmx=rare(_subset(every), ()),
         weak_memory=weak,
+        panic_timeout=rare(st.just(1), 0),  # a panic without kdump restarts the machine
     )
 
 
