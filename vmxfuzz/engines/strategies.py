@@ -77,7 +77,7 @@ BASIC = (
     "create_vm",
 )
 RARE = ("cpu_offline", "cpu_online", "suspend", "module_unload", "module_load")
-TERMINAL = ("panic", "panic", "kexec", "reboot", "emergency_restart")
+TERMINAL = ("panic", "panic", "kexec", "reboot")
 
 # L1's VMX protocol per vCPU: state -> the instructions a well-behaved L1 issues next,
 # and (state, instruction) -> the state after it.  Anything else keeps the state (the
