@@ -149,8 +149,9 @@ M11_KILL = ROOT / "tests" / "weak-memory" / "M11-weak-memory-reboot-races-vcpu-l
     reason="issue 14 items 3-5 added steps and buffered stores (hardware_enable's "
     "blocked_vcpu_on_cpu init, the reboot path's migrate_to_reboot_cpu): the M11 file's "
     "step-indexed weak-memory schedule no longer reaches the kill and was not re-derived "
-    "in that session (an explore --weak-memory --store-buffer 2 re-search of this "
-    "program did not find it within 1,200 s); re-derive the file, then drop this mark",
+    "in that session (an explore --weak-memory --store-buffer 2 --setup 3 re-search of "
+    "this program did not find it in 3,600 s / 66,820 states, incomplete); re-derive "
+    "the file, then drop this mark",
 )
 def test_weak_memory_kills_the_mutant_without_smp_wmb() -> None:
     """The barrier pair is checkable: without the smp_wmb() the weak-memory mode
