@@ -168,3 +168,23 @@ def test_weak_memory_kills_the_mutant_without_smp_wmb() -> None:
     # Under sequential consistency the same program cannot tell the two apart.
     sc_sc = replace(sc, config=replace(sc.config, weak_memory=False), schedule=())
     assert not judge(sc_sc, "patched,vmxfuzz.mutants.m11_no_smp_wmb")
+
+
+def test_the_minimiser_keeps_weak_memory_while_store_buffer_entries_remain() -> None:
+    """A reproducer the minimiser writes must load: config simplification must not turn
+    ``weak_memory`` off while the schedule still has ``sbC``/``lateC`` entries (the
+    executor tolerates that, so a finding could survive it, but the file is rejected)."""
+    from vmxfuzz.minimize import is_one_minimal, minimize, valid
+
+    sc = load(M11_KILL)
+    invalid = replace(sc, config=replace(sc.config, weak_memory=False))
+    assert not valid(invalid) and valid(sc)
+
+    def keeps(c: Any) -> bool:  # survives turning weak memory off, as the bug did
+        return any(isinstance(e, str) and e.startswith("sb") for e in c.schedule)
+
+    assert keeps(invalid)
+    small = minimize(sc, keeps)
+    assert small.config.weak_memory and keeps(small)
+    assert from_json(json.loads(small.dumps()), "small") == small
+    assert is_one_minimal(small, keeps)

@@ -7,12 +7,14 @@ fixpoint, so the result is 1-minimal by construction: the last pass tried every 
 removal and each one lost the finding.  Engine-agnostic: Hypothesis, atheris and
 exploration findings all go through here.
 
-Every candidate is a valid scenario: the models enforce the kernel's serialisation
-rules themselves (an op on a VM or vCPU that no longer exists returns ``-ENOENT``, an
-unload while a VM is open ``-EBUSY``), so dropping an op never needs its dependants
-dropped with it; the one structural rule, that the first op cannot be ``parallel``,
-is restored by :func:`_fixup`.  Before removing parts, the machine configuration is
-simplified towards the defaults (fewer CPUs, no quirks) where the finding survives,
+Every candidate is a valid scenario (:func:`valid`, checked before it is tried): the
+models enforce the kernel's serialisation rules themselves (an op on a VM or vCPU that
+no longer exists returns ``-ENOENT``, an unload while a VM is open ``-EBUSY``), so
+dropping an op never needs its dependants dropped with it; the one structural rule,
+that the first op cannot be ``parallel``, is restored by :func:`_fixup`; a removal
+the file format rejects (``weak_memory`` off while store-buffer entries remain) is
+skipped.  Before removing parts, the machine configuration is simplified towards the
+defaults (fewer CPUs, no quirks) where the finding survives,
 which only makes reproducers easier to read.
 """
 
@@ -24,7 +26,7 @@ from typing import Any, TypeVar
 
 from .kernel.state import Config
 from .machine.weakmem import action_cpu
-from .scenario import Scenario
+from .scenario import Scenario, ScenarioError, from_json
 from .sched import RunEntry
 
 T = TypeVar("T")
@@ -48,6 +50,18 @@ def _fixup(sc: Scenario) -> Scenario:
     return sc
 
 
+def valid(sc: Scenario) -> bool:
+    """The candidate would load back from its file: the minimiser's output is written
+    as a reproducer, and a removal that the format rejects (e.g. ``weak_memory`` off
+    while the schedule still has store-buffer entries, which the executor tolerates)
+    would leave a file that fails to load.  Candidates that fail are never tried."""
+    try:
+        from_json(sc.to_json(), "<candidate>")
+    except ScenarioError:
+        return False
+    return True
+
+
 def reduce_part(
     sc: Scenario, part: str, keeps: Callable[[Scenario], bool], single_only: bool = False
 ) -> Scenario:
@@ -57,7 +71,7 @@ def reduce_part(
         i = 0
         while i < len(items):
             cand = _with_part(sc, part, _without(items, i, i + chunk))
-            if keeps(cand):
+            if valid(cand) and keeps(cand):
                 sc = cand
                 items = getattr(sc, part)
             else:
@@ -108,7 +122,7 @@ def simplify_config(sc: Scenario, keeps: Callable[[Scenario], bool]) -> Scenario
     while changed:
         changed = False
         for cand in _simpler_configs(sc):
-            if keeps(cand):
+            if valid(cand) and keeps(cand):
                 sc, changed = cand, True
                 break
     return sc
@@ -131,10 +145,12 @@ def minimize(sc: Scenario, keeps: Callable[[Scenario], bool]) -> Scenario:
 
 
 def is_one_minimal(sc: Scenario, keeps: Callable[[Scenario], bool]) -> bool:
-    """No single op, NMI or injected fault (or schedule entry) can be removed."""
+    """No single op, NMI or injected fault (or schedule entry) can be removed
+    (leaving a valid scenario)."""
     for part in PARTS:
         items = getattr(sc, part)
         for i in range(len(items)):
-            if keeps(_with_part(sc, part, _without(items, i, i + 1))):
+            cand = _with_part(sc, part, _without(items, i, i + 1))
+            if valid(cand) and keeps(cand):
                 return False
     return True
