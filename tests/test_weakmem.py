@@ -144,22 +144,14 @@ def test_replay_of_a_bad_weak_file_is_exit_2(tmp_path: Path, capsys: Any) -> Non
 M11_KILL = ROOT / "tests" / "weak-memory" / "M11-weak-memory-reboot-races-vcpu-load.json"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 items 3-5 added steps and buffered stores (hardware_enable's "
-    "blocked_vcpu_on_cpu init, the reboot path's migrate_to_reboot_cpu): the M11 file's "
-    "step-indexed weak-memory schedule no longer reaches the kill and was not re-derived "
-    "in that session (an explore --weak-memory --store-buffer 2 --setup 3 re-search of "
-    "this program did not find it in 3,600 s / 66,820 states, incomplete); re-derive "
-    "the file, then drop this mark",
-)
 def test_weak_memory_kills_the_mutant_without_smp_wmb() -> None:
     """The barrier pair is checkable: without the smp_wmb() the weak-memory mode
     reaches a LIST_POISON in another CPU's list (found by `explore --weak-memory`)."""
     from vmxfuzz.campaign import judge
 
     sc = load(M11_KILL)
-    assert sc.config.weak_memory and "sb0.1" in sc.schedule
+    # The barrier's window: CPU 1 commits its second buffered store (cpu = -1) first.
+    assert sc.config.weak_memory and "sb1.1" in sc.schedule
     hits = judge(sc, "patched,vmxfuzz.mutants.m11_no_smp_wmb")
     assert ("regression", "oops", "oops/list-poison-deref", "list_del:next_prev") in {
         (*h.key, h.site) for h in hits
